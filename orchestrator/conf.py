@@ -1,0 +1,43 @@
+"""Defaults for the orchestrator, each overridable by a Django setting of the same name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+#: Seconds between heartbeats written by a running node.
+ORCHESTRATOR_HEARTBEAT_SECONDS: float = 5.0
+#: A running node whose heartbeat is older than this is taken to have lost its worker.
+ORCHESTRATOR_HEARTBEAT_TIMEOUT: float = 60.0
+#: A run whose next node was dispatched longer ago than this, with nothing running, is re-dispatched.
+ORCHESTRATOR_REDISPATCH_AFTER: float = 120.0
+#: How often ``cancel_requested()`` may read the run's status from the database, in seconds.
+ORCHESTRATOR_CANCEL_POLL_SECONDS: float = 0.1
+#: Default per-node time limit when a definition gives none, in seconds.
+ORCHESTRATOR_DEFAULT_TIMEOUT: float = 3600.0
+#: Seconds a Celery worker is given past a node's time limit before it is killed.
+ORCHESTRATOR_HARD_TIMEOUT_GRACE: float = 30.0
+#: Largest payload accepted by ``run_pipeline``, in bytes.
+ORCHESTRATOR_MAX_PAYLOAD_BYTES: int = 1024 * 1024
+#: Celery queue for node tasks that name no queue of their own.
+ORCHESTRATOR_DEFAULT_QUEUE: str = "orchestrator"
+#: Extra modules to import so that their node types register themselves.
+ORCHESTRATOR_NODE_MODULES: tuple[str, ...] = ()
+#: Seconds between recovery passes run by celery beat.
+ORCHESTRATOR_RECOVERY_INTERVAL: float = 30.0
+#: Attempts and first backoff (seconds, doubling) for mirroring a transition to Clarifai.
+ORCHESTRATOR_MIRROR_RETRIES: int = 5
+ORCHESTRATOR_MIRROR_BACKOFF: float = 1.0
+#: Deadline for one Clarifai call, in seconds.
+ORCHESTRATOR_CLARIFAI_TIMEOUT: float = 10.0
+
+
+def get(name: str) -> Any:
+    """The setting ``name`` from Django settings, else this module's default."""
+    return getattr(settings, name, globals()[name])
+
+
+def broker_url() -> str:
+    """The configured broker URL, empty when runs execute inline."""
+    return getattr(settings, "CELERY_BROKER_URL", "") or ""

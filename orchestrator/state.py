@@ -1,0 +1,130 @@
+"""Run and node statuses, and the run state machine as one pure table.
+
+Everything that changes a run's status asks :func:`transition` first; nothing else decides
+which status follows which.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RunStatus(str, Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSING = "PAUSING"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class NodeStatus(str, Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Action(str, Enum):
+    """What can happen to a run: operator signals first, then the engine's own steps."""
+
+    PAUSE = "pause"
+    CANCEL = "cancel"
+    RESUME = "resume"
+    START = "start"  # a node is claimed
+    SETTLE = "settle"  # a node boundary reached while pausing or cancelling
+    COMPLETE = "complete"
+    FAIL = "fail"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+CONTROL_ACTIONS = (Action.PAUSE, Action.CANCEL, Action.RESUME)
+
+
+class Outcome(str, Enum):
+    """How a control signal lands, besides a change of status."""
+
+    NOOP = "noop"  # already in (or heading to) the asked-for state
+    REFUSED = "refused"
+
+
+S = RunStatus
+A = Action
+
+#: (status, action) -> next status, or an Outcome. Pairs absent from the table are refused.
+TABLE: dict[tuple[RunStatus, Action], RunStatus | Outcome] = {
+    (S.QUEUED, A.PAUSE): S.PAUSED,
+    (S.QUEUED, A.CANCEL): S.CANCELLED,
+    (S.RUNNING, A.PAUSE): S.PAUSING,
+    (S.RUNNING, A.CANCEL): S.CANCELLING,
+    (S.PAUSING, A.PAUSE): Outcome.NOOP,
+    (S.PAUSING, A.CANCEL): S.CANCELLING,
+    (S.PAUSING, A.RESUME): S.RUNNING,
+    (S.PAUSED, A.PAUSE): Outcome.NOOP,
+    (S.PAUSED, A.CANCEL): S.CANCELLED,
+    (S.PAUSED, A.RESUME): S.RUNNING,
+    (S.CANCELLING, A.CANCEL): Outcome.NOOP,
+    # The engine's own steps.
+    (S.QUEUED, A.START): S.RUNNING,
+    (S.RUNNING, A.START): S.RUNNING,
+    (S.PAUSING, A.SETTLE): S.PAUSED,
+    (S.CANCELLING, A.SETTLE): S.CANCELLED,
+    (S.RUNNING, A.COMPLETE): S.COMPLETED,
+    (S.PAUSING, A.COMPLETE): S.COMPLETED,  # the last node ended: nothing is left to pause before
+    (S.CANCELLING, A.COMPLETE): S.CANCELLED,
+    (S.RUNNING, A.FAIL): S.FAILED,
+    (S.PAUSING, A.FAIL): S.FAILED,
+    (S.CANCELLING, A.FAIL): S.CANCELLED,
+    (S.QUEUED, A.FAIL): S.FAILED,
+}
+
+#: When each control signal is allowed, in the words the CLI prints.
+ALLOWED_WHEN: dict[Action, str] = {
+    A.PAUSE: "Pause is allowed only when the run is Queued or Running.",
+    A.CANCEL: "Cancel is allowed when the run is not already in a terminal state "
+    "(Completed, Failed, Cancelled).",
+    A.RESUME: "Resume is allowed only when the run is Paused.",
+}
+
+
+def transition(status: RunStatus | str, action: Action) -> RunStatus | Outcome:
+    """The status that ``action`` leads to from ``status``, or NOOP / REFUSED."""
+    return TABLE.get((RunStatus(status), action), Outcome.REFUSED)
+
+
+def sources_for(action: Action) -> list[RunStatus]:
+    """Every status from which ``action`` changes the status (for compare-and-set filters)."""
+    return [s for (s, a), target in TABLE.items() if a == action and isinstance(target, RunStatus)]
+
+
+def is_terminal(status: RunStatus | str) -> bool:
+    return RunStatus(status) in TERMINAL
+
+
+#: Clarifai orchestration status codes (``status_code_pb2``) for each run status.
+CLARIFAI_CODES: dict[RunStatus, str] = {
+    S.QUEUED: "JOB_QUEUED",
+    S.RUNNING: "JOB_RUNNING",
+    S.PAUSED: "JOB_PAUSED",
+    S.CANCELLED: "JOB_CANCELLED",
+    S.COMPLETED: "JOB_COMPLETED",
+    S.FAILED: "JOB_FAILED",
+}
