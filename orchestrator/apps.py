@@ -9,8 +9,3 @@ class OrchestratorConfig(AppConfig):
     name = "orchestrator"
     verbose_name = "Pipeline orchestrator"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from orchestrator.nodes import registry
-
-        registry.load_plugins()

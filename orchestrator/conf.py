@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,8 @@ ORCHESTRATOR_HARD_TIMEOUT_GRACE: float = 30.0
 ORCHESTRATOR_MAX_PAYLOAD_BYTES: int = 1024 * 1024
 #: Celery queue for node tasks that name no queue of their own.
 ORCHESTRATOR_DEFAULT_QUEUE: str = "orchestrator"
+#: Dotted path of the dispatcher used when a broker is configured.
+ORCHESTRATOR_DISPATCHER: str = "workers.dispatch.CeleryDispatcher"
 #: Extra modules to import so that their node types register themselves.
 ORCHESTRATOR_NODE_MODULES: tuple[str, ...] = ()
 #: Seconds between recovery passes run by celery beat.
@@ -34,8 +37,16 @@ ORCHESTRATOR_CLARIFAI_TIMEOUT: float = 10.0
 
 
 def get(name: str) -> Any:
-    """The setting ``name`` from Django settings, else this module's default."""
-    return getattr(settings, name, globals()[name])
+    """The setting ``name``: Django settings, else the environment variable, else the default."""
+    default = globals()[name]
+    if hasattr(settings, name):
+        return getattr(settings, name)
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if isinstance(default, tuple):
+        return tuple(part for part in raw.split(",") if part)
+    return type(default)(raw)
 
 
 def broker_url() -> str:

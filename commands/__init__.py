@@ -1,0 +1,1 @@
+"""The command-line surface: Django management commands and the ``orchestrator`` script."""

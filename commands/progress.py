@@ -1,0 +1,105 @@
+"""Live progress: one line per node as it starts and ends, with the elapsed time.
+
+Inline runs report through the engine's signals; queued runs are followed by polling the
+database, which is where workers on other hosts record their nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from orchestrator import signals
+from orchestrator.models import NodeRun, PipelineRun
+from orchestrator.state import TERMINAL, NodeStatus, RunStatus
+
+MARKS = {
+    NodeStatus.COMPLETED: "✓",
+    NodeStatus.FAILED: "✗",
+    NodeStatus.CANCELLED: "✗",
+    NodeStatus.RETRYING: "↻",
+}
+
+
+class Progress:
+    def __init__(self, stream: TextIO, enabled: bool = True) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.t0 = time.monotonic()
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            elapsed = time.monotonic() - self.t0
+            self.stream.write(f"[{elapsed:7.2f}s] {text}\n")
+            self.stream.flush()
+
+    def started(self, node_id: str, node_type: str, attempt: int) -> None:
+        again = f" (attempt {attempt})" if attempt > 1 else ""
+        self.say(f"▶ {node_id} [{node_type}] started{again}")
+
+    def finished(self, node_id: str, status: str, duration_ms: float | None, error: str) -> None:
+        took = f" in {duration_ms:.0f}ms" if duration_ms is not None else ""
+        why = f": {error}" if error else ""
+        self.say(f"{MARKS.get(NodeStatus(status), '•')} {node_id} {str(status).lower()}{took}{why}")
+
+
+@contextmanager
+def inline_progress(progress: Progress, run_id: Callable[[], int | None]) -> Iterator[None]:
+    """Print node lines for the run being executed in this process."""
+
+    def on_start(sender: Any, **kw: Any) -> None:
+        if kw["run_id"] == run_id():
+            progress.started(kw["node_id"], kw["node_type"], kw["attempt"])
+
+    def on_finish(sender: Any, **kw: Any) -> None:
+        if kw["run_id"] == run_id():
+            duration = (
+                NodeRun.objects.filter(run_id=kw["run_id"], node_id=kw["node_id"])
+                .values_list("duration_ms", flat=True)
+                .first()
+            )
+            progress.finished(kw["node_id"], kw["status"], duration, kw["error"])
+
+    signals.node_started.connect(on_start, weak=False)
+    signals.node_finished.connect(on_finish, weak=False)
+    try:
+        yield
+    finally:
+        signals.node_started.disconnect(on_start)
+        signals.node_finished.disconnect(on_finish)
+
+
+def follow(
+    run_id: int,
+    progress: Progress,
+    *,
+    interval: float = 0.2,
+    until: frozenset[RunStatus] = TERMINAL | {RunStatus.PAUSED},
+    timeout: float | None = None,
+) -> PipelineRun:
+    """Poll the run until its status is in ``until``, printing node changes; returns the run."""
+    seen: dict[str, tuple[str, int]] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = PipelineRun.objects.get(pk=run_id)
+        for node in NodeRun.objects.filter(run_id=run_id).order_by("position", "id"):
+            key = (node.status, node.attempt)
+            if seen.get(node.node_id) == key:
+                continue
+            before = seen.get(node.node_id)
+            seen[node.node_id] = key
+            if node.status == NodeStatus.RUNNING:
+                progress.started(node.node_id, node.node_type, node.attempt)
+                continue
+            if before is None and node.status not in (NodeStatus.QUEUED,):
+                if node.started_at is not None:
+                    progress.started(node.node_id, node.node_type, node.attempt)
+            if node.status != NodeStatus.QUEUED:
+                progress.finished(node.node_id, node.status, node.duration_ms, node.error)
+        if RunStatus(run.status) in until:
+            return run
+        if deadline is not None and time.monotonic() > deadline:
+            return run
+        time.sleep(interval)

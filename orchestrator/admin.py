@@ -1,0 +1,68 @@
+"""Django admin for definitions, runs, node runs and events; run control goes through control."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from orchestrator import control
+from orchestrator.errors import OrchestratorError
+from orchestrator.models import NodeRun, PipelineDefinition, PipelineRun, RunEvent
+from orchestrator.state import Action
+
+
+@admin.register(PipelineDefinition)
+class PipelineDefinitionAdmin(admin.ModelAdmin):
+    list_display = ("name", "version", "is_active", "updated_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "description")
+
+
+class NodeRunInline(admin.TabularInline):
+    model = NodeRun
+    extra = 0
+    can_delete = False
+    fields = ("node_id", "node_type", "status", "attempt", "worker", "started_at", "duration_ms", "error")
+    readonly_fields = fields
+
+
+class RunEventInline(admin.TabularInline):
+    model = RunEvent
+    extra = 0
+    can_delete = False
+    fields = ("at", "kind", "node_id", "host", "pid", "details")
+    readonly_fields = fields
+
+
+def _signal(action: Action):  # noqa: ANN202 - admin action factory
+    def apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+        for run in queryset:
+            try:
+                result = control.signal(run.pk, action)
+            except OrchestratorError as exc:
+                modeladmin.message_user(request, str(exc), messages.ERROR)
+            else:
+                modeladmin.message_user(request, result.message, messages.SUCCESS)
+
+    apply.__name__ = f"{action}_runs"
+    apply.short_description = f"{str(action).capitalize()} selected runs"  # type: ignore[attr-defined]
+    return apply
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "pipeline_name", "status", "current_node", "source", "environment",
+                    "created_at", "duration_ms")
+    list_filter = ("status", "definition", "environment")
+    search_fields = ("=id", "pipeline_name", "trace_id", "clarifai_pipeline_version_run_id")
+    readonly_fields = [f.name for f in PipelineRun._meta.fields]
+    inlines = [NodeRunInline, RunEventInline]
+    actions = [_signal(Action.PAUSE), _signal(Action.CANCEL), _signal(Action.RESUME)]
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(admin.ModelAdmin):
+    list_display = ("run", "kind", "node_id", "host", "pid", "at")
+    list_filter = ("kind",)
+    readonly_fields = [f.name for f in RunEvent._meta.fields]

@@ -1,0 +1,214 @@
+"""Pause, cancel and resume: operator signals as compare-and-set transitions on the run row.
+
+A signal is decided by the state table in :mod:`orchestrator.state`. Where its effect is
+immediate (a queued or paused run) it happens here; where a node is in flight, the run goes to
+PAUSING or CANCELLING and the worker settles it at the node boundary (or, for a cancel, inside a
+node that polls ``cancel_requested()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from orchestrator import dispatch, events, mirror
+from orchestrator.errors import RunNotFound, TransitionRefused
+from orchestrator.models import NodeRun, PipelineRun, RunEvent
+from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
+
+VERBS = {Action.PAUSE: "pause", Action.CANCEL: "cancel", Action.RESUME: "resume"}
+REQUEST_EVENTS = {
+    Action.PAUSE: RunEvent.PAUSE_REQUESTED,
+    Action.CANCEL: RunEvent.CANCEL_REQUESTED,
+    Action.RESUME: RunEvent.RESUMED,
+}
+LINK_FIELDS = {
+    "user_id": "clarifai_user_id",
+    "app_id": "clarifai_app_id",
+    "pipeline_id": "clarifai_pipeline_id",
+    "pipeline_version_id": "clarifai_pipeline_version_id",
+}
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """What a signal did: the statuses before and after, and one line for the operator."""
+
+    run: PipelineRun
+    action: Action
+    previous: RunStatus
+    status: RunStatus
+    noop: bool
+    message: str
+
+    @property
+    def settled(self) -> bool:
+        """Whether the change has fully taken effect (no worker still has to act on it)."""
+        return self.status not in (RunStatus.PAUSING, RunStatus.CANCELLING)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run.pk,
+            "action": str(self.action),
+            "previous_status": str(self.previous),
+            "status": str(self.status),
+            "noop": self.noop,
+            "message": self.message,
+        }
+
+
+def find_run(ref: str | int) -> PipelineRun | None:
+    """The run with local id ``ref``, else the run linked to Clarifai run id ``ref``."""
+    ref = str(ref).strip()
+    if ref.isdigit():
+        run = PipelineRun.objects.filter(pk=int(ref)).first()
+        if run is not None:
+            return run
+    return PipelineRun.objects.filter(clarifai_pipeline_version_run_id=ref).order_by("-id").first()
+
+
+def get_run(ref: str | int) -> PipelineRun:
+    run = find_run(ref)
+    if run is None:
+        raise RunNotFound(f"Pipeline run not found: {ref}")
+    return run
+
+
+def store_link(run: PipelineRun, **ids: str | None) -> None:
+    """Store the Clarifai ids given on a control command on the run."""
+    fields = {LINK_FIELDS[key]: value for key, value in ids.items() if value and key in LINK_FIELDS}
+    if fields:
+        PipelineRun.objects.filter(pk=run.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(run, name, value)
+
+
+def signal(ref: str | int, action: Action) -> ControlResult:
+    """Apply ``action`` to the run ``ref``; raises TransitionRefused when the table refuses it."""
+    run = get_run(ref)
+    for _ in range(10):
+        previous = RunStatus(run.status)
+        target = transition(previous, action)
+        if target is Outcome.REFUSED:
+            raise TransitionRefused(
+                f"Cannot {VERBS[action]} pipeline run {run.pk}: it is {previous}. {ALLOWED_WHEN[action]}"
+            )
+        if target is Outcome.NOOP:
+            return ControlResult(run, action, previous, previous, True, _noop_message(run, previous))
+        message = _apply(run, action, previous, target)
+        if message is not None:
+            return ControlResult(run, action, previous, target, False, message)
+        run.refresh_from_db()  # another host or a worker changed it first: decide again
+    raise TransitionRefused(f"Pipeline run {run.pk} keeps changing status; try again")
+
+
+def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunStatus) -> str | None:
+    """Compare-and-set the run from ``previous`` to ``target``; the operator's line, or None
+    when another host changed the run first."""
+    now = timezone.now()
+    fields: dict[str, Any] = {"status": target}
+    effect = None
+    resumed = target == RunStatus.RUNNING and previous == RunStatus.PAUSED
+    resume_node = run.resume_from
+    if target == RunStatus.PAUSED:
+        fields.update(resume_from=run.current_node, current_node="")
+        effect = RunEvent.PAUSED
+    elif target == RunStatus.CANCELLED:
+        started = run.started_at or now
+        fields.update(finished_at=now, current_node="",
+                      duration_ms=round((now - started).total_seconds() * 1000, 2))
+        effect = RunEvent.CANCELLED
+    elif resumed:
+        fields.update(current_node=resume_node, resume_from="", dispatched_at=now)
+    with transaction.atomic():
+        if not PipelineRun.objects.filter(pk=run.pk, status=previous).update(**fields):
+            return None
+        for name, value in fields.items():
+            setattr(run, name, value)
+        request = events.record(run.pk, REQUEST_EVENTS[action], previous=str(previous),
+                                status=str(target))
+        mirrored = request
+        if effect is not None:
+            details = {"resume_from": run.resume_from} if effect == RunEvent.PAUSED else {}
+            mirrored = events.record(run.pk, effect, **details)
+        if target == RunStatus.CANCELLED:
+            NodeRun.objects.filter(
+                run_id=run.pk, status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING]
+            ).update(status=NodeStatus.CANCELLED, finished_at=now)
+        message = _message(run, action, previous)
+        if effect is not None or resumed:
+            mirror.schedule(run.pk, mirrored.pk)
+        if resumed:
+            _enqueue_resumed(run.pk, resume_node)
+    return message
+
+
+def _enqueue_resumed(run_id: int, node_id: str) -> None:
+    from orchestrator import engine
+
+    spec = engine.plans.get(run_id).definition.node(node_id)
+    transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec))
+
+
+def _next_of(run: PipelineRun, node_id: str) -> str | None:
+    for node in run.config.get("nodes", []):
+        if node.get("id") == node_id:
+            return node.get("next")
+    return None
+
+
+def _running_node(run: PipelineRun) -> str | None:
+    return (
+        NodeRun.objects.filter(run_id=run.pk, status=NodeStatus.RUNNING)
+        .values_list("node_id", flat=True)
+        .first()
+    )
+
+
+def _message(run: PipelineRun, action: Action, previous: RunStatus) -> str:
+    status = RunStatus(run.status)
+    head = f"Pipeline run {run.pk}"
+    if status == RunStatus.PAUSED:
+        return f"{head} has been paused. Resume it with: orchestrator pr resume {run.pk}"
+    if status == RunStatus.CANCELLED:
+        return f"{head} has been cancelled."
+    if status == RunStatus.PAUSING:
+        running = _running_node(run)
+        if running is None:
+            return f"{head} is pausing: it will pause before node '{run.current_node}' starts."
+        nxt = _next_of(run, running)
+        if nxt is None:
+            return (f"{head} is pausing: node '{running}' is running and is the last node, "
+                    "so the run will complete.")
+        return f"{head} is pausing: node '{running}' is running; the run will pause before '{nxt}'."
+    if status == RunStatus.CANCELLING:
+        running = _running_node(run)
+        if running is None:
+            return f"{head} is cancelling: no further node will start."
+        return f"{head} is cancelling: node '{running}' is being stopped; no further node will start."
+    if previous == RunStatus.PAUSING:
+        running = _running_node(run) or run.current_node
+        return f"{head} has been resumed: the pause was withdrawn; node '{running}' carries on."
+    return f"{head} has been resumed: node '{run.current_node}' is queued."
+
+
+def _noop_message(run: PipelineRun, status: RunStatus) -> str:
+    return f"Pipeline run {run.pk} is already {status.value.lower()}."
+
+
+def interrupt(ref: str | int) -> None:
+    """The process executing a run inline is stopping (Ctrl-C): cancel the run and its node."""
+    from orchestrator import engine
+
+    run = get_run(ref)
+    try:
+        signal(run.pk, Action.CANCEL)
+    except TransitionRefused:
+        return
+    NodeRun.objects.filter(run_id=run.pk, status=NodeStatus.RUNNING).update(
+        status=NodeStatus.CANCELLED, finished_at=timezone.now(), error="Interrupted"
+    )
+    engine.settle(run.pk)

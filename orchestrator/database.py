@@ -1,0 +1,18 @@
+"""The embedded default: a SQLite database created and migrated on first use."""
+
+from __future__ import annotations
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+
+def ensure_schema(alias: str = DEFAULT_DB_ALIAS) -> bool:
+    """Migrate a SQLite database that has no orchestrator tables yet; True if it did."""
+    connection = connections[alias]
+    if connection.vendor != "sqlite":
+        return False
+    if "orchestrator_pipelinerun" in connection.introspection.table_names():
+        return False
+    from django.core.management import call_command
+
+    call_command("migrate", database=alias, verbosity=0, interactive=False)
+    return True

@@ -1,0 +1,222 @@
+"""Pipeline definitions: parse JSON, validate every problem at once, normalise into NodeSpecs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import nodes
+from orchestrator.errors import DefinitionError, OrchestratorError
+
+#: Per-node options and the check each value must pass, with the sentence used when it fails.
+NODE_OPTIONS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "retries": (int, "must be a non-negative integer"),
+    "retry_backoff_seconds": ((int, float), "must be a non-negative number"),
+    "timeout_seconds": ((int, float), "must be a positive number"),
+    "required": (bool, "must be true or false"),
+    "queue": (str, "must be a non-empty string"),
+}
+OPTION_DEFAULTS: dict[str, Any] = {
+    "retries": 0,
+    "retry_backoff_seconds": 1.0,
+    "timeout_seconds": None,
+    "required": True,
+    "queue": None,
+}
+NODE_KEYS = {"id", "type", "config", "next", "description", *NODE_OPTIONS}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a definition, with the definition's defaults applied."""
+
+    id: str
+    type: str
+    config: dict[str, Any]
+    next: str | None
+    position: int
+    retries: int = 0
+    retry_backoff_seconds: float = 1.0
+    timeout_seconds: float | None = None
+    required: bool = True
+    queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A validated pipeline: nodes by id, entered at the first."""
+
+    name: str
+    description: str
+    nodes: tuple[NodeSpec, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def entry(self) -> NodeSpec:
+        return self.nodes[0]
+
+    def node(self, node_id: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.id == node_id:
+                return spec
+        raise OrchestratorError(f"Pipeline '{self.name}' has no node '{node_id}'")
+
+    def max_timeout(self, default: float) -> float:
+        return max((n.timeout_seconds or default) for n in self.nodes)
+
+
+def _option_problem(key: str, value: Any) -> str | None:
+    kinds, sentence = NODE_OPTIONS[key]
+    if isinstance(value, bool) and kinds is not bool:
+        return sentence
+    if not isinstance(value, kinds):
+        return sentence
+    if key in ("retries", "retry_backoff_seconds") and value < 0:
+        return sentence
+    if key == "timeout_seconds" and value <= 0:
+        return sentence
+    if key == "queue" and not value.strip():
+        return sentence
+    return None
+
+
+def validate(data: Any) -> list[str]:
+    """Every problem with the definition ``data``, as sentences; empty when it is valid."""
+    if not isinstance(data, dict):
+        return ["Definition must be a JSON object"]
+    problems: list[str] = []
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        problems.append("defaults must be an object")
+        defaults = {}
+    for key, value in defaults.items():
+        if key not in NODE_OPTIONS:
+            problems.append(f"defaults has unknown option: {key}")
+        elif (problem := _option_problem(key, value)) is not None:
+            problems.append(f"defaults: {key} {problem}")
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        problems.append("Definition must have a non-empty 'nodes' list")
+        return problems
+
+    ids: list[str] = []
+    seen: set[str] = set()
+    links: dict[str, Any] = {}
+    known = nodes.known_types()
+    for index, node in enumerate(raw_nodes, start=1):
+        if not isinstance(node, dict):
+            problems.append(f"Node #{index} must be an object")
+            continue
+        node_id = node.get("id")
+        if not isinstance(node_id, str) or not node_id.strip():
+            problems.append(f"Node #{index} has no id")
+            label = f"#{index}"
+        else:
+            label = node_id
+            if node_id in seen:
+                problems.append(f"Duplicate node id: '{node_id}'")
+            else:
+                seen.add(node_id)
+                ids.append(node_id)
+                links[node_id] = node.get("next")
+        node_type = node.get("type")
+        config = node.get("config", {})
+        if not isinstance(config, dict):
+            problems.append(f"Node '{label}' config must be an object")
+            config = {}
+        if not isinstance(node_type, str) or not node_type:
+            problems.append(f"Node '{label}' has no type")
+        elif node_type not in known:
+            problems.append(f"Node '{label}' has unknown type: {node_type}")
+        else:
+            handler = nodes.get(node_type)
+            assert handler is not None
+            problems.extend(f"Node '{label}' ({node_type}): {p}" for p in handler.check_config(config))
+        for key in sorted(set(node) - NODE_KEYS):
+            problems.append(f"Node '{label}' has unknown option: {key}")
+        for key in NODE_OPTIONS:
+            if key in node and (problem := _option_problem(key, node[key])) is not None:
+                problems.append(f"Node '{label}': {key} {problem}")
+        nxt = node.get("next")
+        if nxt is not None and not isinstance(nxt, str):
+            problems.append(f"Node '{label}' next must be a node id or null")
+
+    for node_id, nxt in links.items():
+        if isinstance(nxt, str) and nxt not in seen:
+            problems.append(f"Node '{node_id}' references non-existent next: '{nxt}'")
+    problems.extend(_graph_problems(ids, links))
+    return problems
+
+
+def _graph_problems(ids: list[str], links: dict[str, Any]) -> list[str]:
+    """Cycles and nodes unreachable from the entry, following ``next`` links."""
+    if not ids:
+        return []
+    problems: list[str] = []
+    reported: set[frozenset[str]] = set()
+    for start in ids:
+        path: list[str] = []
+        current: Any = start
+        while isinstance(current, str) and current in links and current not in path:
+            path.append(current)
+            current = links[current]
+        if isinstance(current, str) and current in path:
+            cycle = path[path.index(current):]
+            if frozenset(cycle) not in reported:
+                reported.add(frozenset(cycle))
+                problems.append("Cycle detected: " + " → ".join([*cycle, current]))
+    reachable: set[str] = set()
+    current = ids[0]
+    while isinstance(current, str) and current in links and current not in reachable:
+        reachable.add(current)
+        current = links[current]
+    problems.extend(
+        f"Node '{node_id}' is unreachable from the entry node '{ids[0]}'"
+        for node_id in ids
+        if node_id not in reachable
+    )
+    return problems
+
+
+def parse(data: Any, *, name: str | None = None) -> Definition:
+    """A :class:`Definition` from ``data``; raises DefinitionError listing every problem."""
+    problems = validate(data)
+    if problems:
+        raise DefinitionError(problems)
+    defaults = {**OPTION_DEFAULTS, **data.get("defaults", {})}
+    specs = []
+    for position, node in enumerate(data["nodes"]):
+        options = {key: node.get(key, defaults[key]) for key in NODE_OPTIONS}
+        specs.append(
+            NodeSpec(
+                id=node["id"],
+                type=node["type"],
+                config=dict(node.get("config", {})),
+                next=node.get("next"),
+                position=position,
+                **options,
+            )
+        )
+    return Definition(
+        name=str(name or data.get("name") or "unnamed"),
+        description=str(data.get("description", "")),
+        nodes=tuple(specs),
+        raw=data,
+    )
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``; OrchestratorError with the user-facing message otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OrchestratorError(f"Config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OrchestratorError(f"Cannot read config file {path}: {exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OrchestratorError(f"Invalid JSON in config file: {exc}") from exc

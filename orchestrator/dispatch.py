@@ -1,0 +1,84 @@
+"""Handing work to an executor: Celery workers when a broker is configured, else this process.
+
+The engine only calls :func:`get` and the two ``enqueue_*`` methods, so the inline runner and the
+workers share every rule about claiming, recording and advancing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from functools import cache
+from typing import TYPE_CHECKING, Protocol
+
+from django.utils.module_loading import import_string
+
+from orchestrator import conf
+
+if TYPE_CHECKING:
+    from orchestrator.definitions import NodeSpec
+
+
+class Dispatcher(Protocol):
+    inline: bool
+
+    def check(self) -> None:
+        """Raise BrokerUnavailable when work handed over now could not be delivered."""
+
+    def enqueue_node(self, run_id: int, spec: NodeSpec, countdown: float = 0) -> None:
+        """Arrange for ``spec`` of run ``run_id`` to be executed once, after ``countdown`` s."""
+
+    def enqueue_mirror(self, run_id: int, event_id: int) -> None:
+        """Arrange for the transition recorded as ``event_id`` to be mirrored to Clarifai."""
+
+
+class InlineDispatcher:
+    """The embedded default: nodes run in this process, one after another, without recursion."""
+
+    inline = True
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[str, int, object, float]] = deque()
+        self._draining = False
+
+    def check(self) -> None:
+        return None
+
+    def enqueue_node(self, run_id: int, spec: NodeSpec, countdown: float = 0) -> None:
+        self._queue.append(("node", run_id, spec.id, countdown))
+        self._drain()
+
+    def enqueue_mirror(self, run_id: int, event_id: int) -> None:
+        self._queue.append(("mirror", run_id, event_id, 0))
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        from orchestrator import engine, mirror
+
+        self._draining = True
+        try:
+            while self._queue:
+                kind, run_id, target, countdown = self._queue.popleft()
+                if countdown:
+                    time.sleep(countdown)
+                if kind == "node":
+                    engine.execute_node(run_id, str(target))
+                else:
+                    mirror.deliver_with_retries(run_id, int(target))  # type: ignore[arg-type]
+        finally:
+            self._draining = False
+            self._queue.clear()
+
+
+@cache
+def _load(path: str) -> Dispatcher:
+    return import_string(path)()
+
+
+def get() -> Dispatcher:
+    """The dispatcher for this process: Celery's when a broker is configured, else inline."""
+    if conf.broker_url():
+        return _load(conf.get("ORCHESTRATOR_DISPATCHER"))
+    return _load("orchestrator.dispatch.InlineDispatcher")

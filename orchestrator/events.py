@@ -1,0 +1,27 @@
+"""The run event trail: every request and effect, with the host and process it came from."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cache
+from typing import Any
+
+from orchestrator.models import RunEvent
+
+
+@cache
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def identity() -> str:
+    """``host:pid`` of this process, as recorded on node runs."""
+    return f"{hostname()}:{os.getpid()}"
+
+
+def record(run_id: int, kind: str, node_id: str = "", **details: Any) -> RunEvent:
+    """Append an event to the run's trail."""
+    return RunEvent.objects.create(
+        run_id=run_id, kind=kind, node_id=node_id, host=hostname(), pid=os.getpid(), details=details
+    )

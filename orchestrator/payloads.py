@@ -1,0 +1,53 @@
+"""Build a run's payload from a sample, a JSON string and a JSON file, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from orchestrator import conf
+from orchestrator.errors import PayloadError
+
+
+def _as_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"Invalid JSON in {where}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise PayloadError(f"Payload must be a JSON object; {where} holds a JSON {type(value).__name__}")
+    return value
+
+
+def _check_size(text: str | bytes, where: str) -> None:
+    limit = conf.get("ORCHESTRATOR_MAX_PAYLOAD_BYTES")
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > limit:
+        raise PayloadError(f"Payload too large: {where} is {size} bytes; the limit is {limit} bytes")
+
+
+def build(
+    *, sample: dict[str, Any] | None = None, payload: str | None = None, file: str | None = None
+) -> dict[str, Any]:
+    """The payload: the sample, updated by the file's object, updated by ``payload``'s object."""
+    result: dict[str, Any] = dict(sample or {})
+    if file is not None:
+        path = Path(file)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise PayloadError(f"Payload file not found: {file}") from None
+        except OSError as exc:
+            raise PayloadError(f"Cannot read payload file {file}: {exc.strerror or exc}") from exc
+        _check_size(raw, f"payload file {file}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"Cannot read payload file {file}: not UTF-8 text") from exc
+        result.update(_as_object(text, f"payload file {file}"))
+    if payload is not None:
+        _check_size(payload, "--payload")
+        result.update(_as_object(payload, "--payload"))
+    _check_size(json.dumps(result), "the payload")
+    return result

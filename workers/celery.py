@@ -1,0 +1,55 @@
+"""The Celery app, configured from Django settings (namespace ``CELERY``) with safe defaults.
+
+JSON only, late acks, re-queued on a lost worker, one message prefetched at a time, results
+ignored (the database holds them), and a visibility timeout above the largest node time limit.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+
+app = Celery("orchestrator", include=["workers.tasks"])
+
+
+def _defaults() -> dict:
+    from orchestrator import conf
+
+    hard_limit = conf.get("ORCHESTRATOR_DEFAULT_TIMEOUT") + conf.get("ORCHESTRATOR_HARD_TIMEOUT_GRACE")
+    queue = conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
+    return {
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_default_queue": queue,
+        "task_create_missing_queues": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3,
+        "broker_transport_options": {
+            # Above the largest node time limit, or Redis would hand a running node out twice.
+            "visibility_timeout": int(max(hard_limit * 2, 3600)),
+            "socket_connect_timeout": 3,
+            "socket_timeout": 10,
+        },
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "beat_schedule": {
+            "orchestrator-recover": {
+                "task": "workers.tasks.recover",
+                "schedule": conf.get("ORCHESTRATOR_RECOVERY_INTERVAL"),
+                "options": {"queue": queue},
+            }
+        },
+    }
+
+
+app.conf.update(_defaults())
+app.config_from_object("django.conf:settings", namespace="CELERY")
