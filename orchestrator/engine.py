@@ -226,7 +226,8 @@ class _Outputs(Mapping[str, Any]):
 def _cancel_check(run_id: int, timeout_at: float) -> Any:
     """A cheap ``cancel_requested()``: reads the run's status at most every poll interval."""
     interval = conf.get("ORCHESTRATOR_CANCEL_POLL_SECONDS")
-    state = {"next": 0.0, "cancelled": False}
+    # The claim has just seen the run RUNNING, so the first read can wait one interval.
+    state = {"next": time.monotonic() + interval, "cancelled": False}
 
     def check() -> bool:
         now = time.monotonic()

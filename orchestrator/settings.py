@@ -64,7 +64,13 @@ def database_from_url(url: str) -> dict:
     config = dj_database_url.parse(url, conn_max_age=60)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["CONN_MAX_AGE"] = 0
-        config["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+        # Several processes (CLI, workers) write one file: wait for locks, take them up front,
+        # and let readers go on while a writer works.
+        config["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     return config
 
 

@@ -52,9 +52,12 @@ def measure(metric: str, disk_path: str) -> float:
 
 def describe_check(check: dict[str, Any]) -> str:
     """One line for a check, e.g. ``memory 93.1% exceeds 90%``."""
-    unit = " per core" if check["name"] == "load" else "%"
-    verdict = "within" if check["passed"] else "exceeds"
-    return f"{check['name']} {check['value']:g}{unit} {verdict} {check['threshold']:g}{unit}"
+    unit = " per core" if check.get("name") == "load" else "%"
+    verdict = "within" if check.get("passed") else "exceeds"
+    value, limit = (
+        f"{n:g}" if _is_number(n) else str(n) for n in (check.get("value"), check.get("threshold"))
+    )
+    return f"{check.get('name')} {value}{unit} {verdict} {limit}{unit}"
 
 
 @register

