@@ -20,7 +20,9 @@ class OrchestratorCommand(BaseCommand):
 
     requires_system_checks: list[str] = []
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> argparse.ArgumentParser:
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> argparse.ArgumentParser:
         kwargs.setdefault("formatter_class", RawHelpFormatter)
         return super().create_parser(prog_name, subcommand, **kwargs)
 

@@ -19,10 +19,18 @@ def _secret_keys(node_type: str) -> frozenset[str]:
     return handler.secret_keys if handler else frozenset()
 
 
-def dry_run_lines(definition: Definition, *, label: str, source: str, environment: str,
-                  payload: dict[str, Any]) -> list[str]:
-    lines = ["=== DRY RUN ===", "", label, f"Source: {source}", f"Environment: {environment}", "",
-             f"Nodes ({len(definition.nodes)}):"]
+def dry_run_lines(
+    definition: Definition, *, label: str, source: str, environment: str, payload: dict[str, Any]
+) -> list[str]:
+    lines = [
+        "=== DRY RUN ===",
+        "",
+        label,
+        f"Source: {source}",
+        f"Environment: {environment}",
+        "",
+        f"Nodes ({len(definition.nodes)}):",
+    ]
     for number, spec in enumerate(definition.nodes, start=1):
         config = redact(spec.config, _secret_keys(spec.type))
         lines += [
@@ -31,8 +39,12 @@ def dry_run_lines(definition: Definition, *, label: str, source: str, environmen
             f"     → next: {spec.next}" if spec.next else "     → end",
             "",
         ]
-    lines += ["Payload:", json.dumps(redact(payload), indent=2, ensure_ascii=False), "",
-              "Use without --dry-run to execute"]
+    lines += [
+        "Payload:",
+        json.dumps(redact(payload), indent=2, ensure_ascii=False),
+        "",
+        "Use without --dry-run to execute",
+    ]
     return lines
 
 
@@ -59,8 +71,16 @@ def node_lines(node: NodeRun) -> list[str]:
 
 
 def result_lines(run: PipelineRun) -> list[str]:
-    lines = [RULE, "PIPELINE RESULT", RULE, "", f"Status: {run.status}",
-             f"Definition: {run.pipeline_name}", f"Trace ID: {run.trace_id}", f"Run ID: {run.pk}"]
+    lines = [
+        RULE,
+        "PIPELINE RESULT",
+        RULE,
+        "",
+        f"Status: {run.status}",
+        f"Definition: {run.pipeline_name}",
+        f"Trace ID: {run.trace_id}",
+        f"Run ID: {run.pk}",
+    ]
     if run.duration_ms is not None:
         lines.append(f"Duration: {run.duration_ms:.2f}ms")
     lines.append("")
@@ -79,8 +99,10 @@ def final_line(run: PipelineRun) -> str:
     if status == RunStatus.CANCELLED:
         return "✗ Pipeline cancelled"
     if status == RunStatus.PAUSED:
-        return (f"⏸ Pipeline paused before '{run.resume_from}'. "
-                f"Resume it with: orchestrator pr resume {run.pk}")
+        return (
+            f"⏸ Pipeline paused before '{run.resume_from}'. "
+            f"Resume it with: orchestrator pr resume {run.pk}"
+        )
     return f"… Pipeline is {status.value.lower()}"
 
 
@@ -88,9 +110,13 @@ def status_lines(run: PipelineRun) -> list[str]:
     """``pr status``: the run, each node, the Clarifai link and the event timeline."""
     from orchestrator import mirror
 
-    lines = [f"Pipeline run {run.pk}: {run.status}", f"  Pipeline:    {run.pipeline_name}",
-             f"  Trace ID:    {run.trace_id}", f"  Source:      {run.source} ({run.environment})",
-             f"  Queued by:   {run.queued_by or '-'} at {run.created_at:%Y-%m-%d %H:%M:%S}"]
+    lines = [
+        f"Pipeline run {run.pk}: {run.status}",
+        f"  Pipeline:    {run.pipeline_name}",
+        f"  Trace ID:    {run.trace_id}",
+        f"  Source:      {run.source} ({run.environment})",
+        f"  Queued by:   {run.queued_by or '-'} at {run.created_at:%Y-%m-%d %H:%M:%S}",
+    ]
     if run.current_node:
         lines.append(f"  Current:     {run.current_node}")
     if run.resume_from:
@@ -106,11 +132,17 @@ def status_lines(run: PipelineRun) -> list[str]:
             f"version {run.clarifai_pipeline_version_id}",
             f"  Mirror:      {mirror.state(run)}",
         ]
-    lines += ["", "Nodes:", f"  {'NODE':<16} {'TYPE':<13} {'STATUS':<10} {'TRY':>3} {'DURATION':>11}  WORKER"]
+    lines += [
+        "",
+        "Nodes:",
+        f"  {'NODE':<16} {'TYPE':<13} {'STATUS':<10} {'TRY':>3} {'DURATION':>11}  WORKER",
+    ]
     for node in _node_runs(run):
         duration = f"{node.duration_ms:.2f}ms" if node.duration_ms is not None else "-"
-        lines.append(f"  {node.node_id[:16]:<16} {node.node_type[:13]:<13} {node.status:<10} "
-                     f"{node.attempt:>3} {duration:>11}  {node.worker or '-'}")
+        lines.append(
+            f"  {node.node_id[:16]:<16} {node.node_type[:13]:<13} {node.status:<10} "
+            f"{node.attempt:>3} {duration:>11}  {node.worker or '-'}"
+        )
         if node.error:
             lines.append(f"  {'':<16} error: {redact(node.error)}")
     lines += ["", "Events:"]
@@ -168,8 +200,14 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
 
 
 def event_as_dict(event: RunEvent) -> dict[str, Any]:
-    return {"at": event.at.isoformat(), "kind": event.kind, "node_id": event.node_id or None,
-            "host": event.host, "pid": event.pid, "details": redact(event.details)}
+    return {
+        "at": event.at.isoformat(),
+        "kind": event.kind,
+        "node_id": event.node_id or None,
+        "host": event.host,
+        "pid": event.pid,
+        "details": redact(event.details),
+    }
 
 
 def dumps(data: Any) -> str:

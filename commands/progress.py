@@ -93,9 +93,8 @@ def follow(
             if node.status == NodeStatus.RUNNING:
                 progress.started(node.node_id, node.node_type, node.attempt)
                 continue
-            if before is None and node.status not in (NodeStatus.QUEUED,):
-                if node.started_at is not None:
-                    progress.started(node.node_id, node.node_type, node.attempt)
+            if before is None and node.status != NodeStatus.QUEUED and node.started_at is not None:
+                progress.started(node.node_id, node.node_type, node.attempt)
             if node.status != NodeStatus.QUEUED:
                 progress.finished(node.node_id, node.status, node.duration_ms, node.error)
         if RunStatus(run.status) in until:

@@ -23,7 +23,16 @@ class NodeRunInline(admin.TabularInline):
     model = NodeRun
     extra = 0
     can_delete = False
-    fields = ("node_id", "node_type", "status", "attempt", "worker", "started_at", "duration_ms", "error")
+    fields = (
+        "node_id",
+        "node_type",
+        "status",
+        "attempt",
+        "worker",
+        "started_at",
+        "duration_ms",
+        "error",
+    )
     readonly_fields = fields
 
 
@@ -35,7 +44,7 @@ class RunEventInline(admin.TabularInline):
     readonly_fields = fields
 
 
-def _signal(action: Action):  # noqa: ANN202 - admin action factory
+def _signal(action: Action):
     def apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
         for run in queryset:
             try:
@@ -52,8 +61,16 @@ def _signal(action: Action):  # noqa: ANN202 - admin action factory
 
 @admin.register(PipelineRun)
 class PipelineRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "pipeline_name", "status", "current_node", "source", "environment",
-                    "created_at", "duration_ms")
+    list_display = (
+        "id",
+        "pipeline_name",
+        "status",
+        "current_node",
+        "source",
+        "environment",
+        "created_at",
+        "duration_ms",
+    )
     list_filter = ("status", "definition", "environment")
     search_fields = ("=id", "pipeline_name", "trace_id", "clarifai_pipeline_version_run_id")
     readonly_fields = [f.name for f in PipelineRun._meta.fields]

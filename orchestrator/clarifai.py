@@ -30,18 +30,29 @@ CONFIG_LOCK = "config-lock.yaml"
 
 #: Our id names, each with the flag that supplies it and its key under ``pipeline:`` in the lock.
 ID_FIELDS = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
-_LOCK_KEYS = {"user_id": "user_id", "app_id": "app_id", "id": "pipeline_id",
-              "version_id": "pipeline_version_id"}
+_LOCK_KEYS = {
+    "user_id": "user_id",
+    "app_id": "app_id",
+    "id": "pipeline_id",
+    "version_id": "pipeline_version_id",
+}
 
 # gRPC codes worth another attempt later; anything else (auth, not found, bad request) is final.
 _RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL"})
 # Clarifai statuses that mean "busy or broken on our side, try again": throttling, timeouts and
 # the INTERNAL_* range (98000-98999).
-_RETRYABLE_STATUS = frozenset({
-    "CONN_THROTTLED", "TRY_AGAIN", "SERVER_ERROR", "MODEL_BUSY_PLEASE_RETRY",
-    "RPC_SERVER_UNAVAILABLE", "RPC_REQUEST_TIMEOUT", "DATABASE_STATEMENT_TIMEOUT",
-    "INTERNAL_UNCATEGORIZED",
-})
+_RETRYABLE_STATUS = frozenset(
+    {
+        "CONN_THROTTLED",
+        "TRY_AGAIN",
+        "SERVER_ERROR",
+        "MODEL_BUSY_PLEASE_RETRY",
+        "RPC_SERVER_UNAVAILABLE",
+        "RPC_REQUEST_TIMEOUT",
+        "DATABASE_STATEMENT_TIMEOUT",
+        "INTERNAL_UNCATEGORIZED",
+    }
+)
 _INTERNAL_STATUS_RANGE = range(98000, 99000)
 
 
@@ -82,11 +93,16 @@ def load_config_lock(path: Path) -> dict[str, str]:
             reason += f" (line {mark.line + 1}, column {mark.column + 1})"
         raise ClarifaiError(f"{path} is not valid YAML: {reason}") from e
     if not isinstance(document, dict) or not isinstance(document.get("pipeline"), dict):
-        raise ClarifaiError(f"{path} has no `pipeline:` mapping (expected the file written by "
-                            "`clarifai pipeline upload`)")
+        raise ClarifaiError(
+            f"{path} has no `pipeline:` mapping (expected the file written by "
+            "`clarifai pipeline upload`)"
+        )
     pipeline = document["pipeline"]
-    return {ours: str(pipeline[theirs]) for theirs, ours in _LOCK_KEYS.items()
-            if pipeline.get(theirs) not in (None, "")}
+    return {
+        ours: str(pipeline[theirs])
+        for theirs, ours in _LOCK_KEYS.items()
+        if pipeline.get(theirs) not in (None, "")
+    }
 
 
 def resolve_ids(
@@ -102,8 +118,12 @@ def resolve_ids(
     """The ids for ``run_id``: explicit flags, else ``stored``, else ``config-lock.yaml`` in cwd."""
     if not run_id:
         raise ClarifaiError("Missing Clarifai id: the run id (or --pipeline_version_run_id).")
-    flags = {"user_id": user_id, "app_id": app_id, "pipeline_id": pipeline_id,
-             "pipeline_version_id": pipeline_version_id}
+    flags = {
+        "user_id": user_id,
+        "app_id": app_id,
+        "pipeline_id": pipeline_id,
+        "pipeline_version_id": pipeline_version_id,
+    }
     ids = {name: value for name, value in flags.items() if value}
     for name, value in (stored or {}).items():
         if name in ID_FIELDS and value:
@@ -153,17 +173,21 @@ def patch_run_status(
     try:
         code = status_code_pb2.StatusCode.Value(code_name)
     except ValueError:
-        raise ClarifaiCallError(f"Unknown Clarifai status code {code_name!r}",
-                                code_name="UNKNOWN_STATUS_CODE") from None
+        raise ClarifaiCallError(
+            f"Unknown Clarifai status code {code_name!r}", code_name="UNKNOWN_STATUS_CODE"
+        ) from None
     request = service_pb2.PatchPipelineVersionRunsRequest(
         user_app_id=resources_pb2.UserAppIDSet(user_id=ids.user_id, app_id=ids.app_id),
         pipeline_id=ids.pipeline_id,
         pipeline_version_id=ids.pipeline_version_id,
-        pipeline_version_runs=[resources_pb2.PipelineVersionRun(
-            id=ids.pipeline_version_run_id,
-            orchestration_status=resources_pb2.OrchestrationStatus(
-                status=status_pb2.Status(code=code)),
-        )],
+        pipeline_version_runs=[
+            resources_pb2.PipelineVersionRun(
+                id=ids.pipeline_version_run_id,
+                orchestration_status=resources_pb2.OrchestrationStatus(
+                    status=status_pb2.Status(code=code)
+                ),
+            )
+        ],
         action="overwrite",
     )
 
@@ -171,7 +195,8 @@ def patch_run_status(
     channel = _open_channel(base)
     try:
         response = service_pb2_grpc.V2Stub(channel).PatchPipelineVersionRuns(
-            request, metadata=(("authorization", f"Key {pat}"),), timeout=timeout)
+            request, metadata=(("authorization", f"Key {pat}"),), timeout=timeout
+        )
     except grpc.RpcError as e:
         raise _rpc_failure(e, base, timeout, pat) from None
     finally:
@@ -229,13 +254,15 @@ def _rpc_failure(error: grpc.RpcError, base: str, timeout: float, pat: str) -> C
     messages = {
         "UNAVAILABLE": f"Cannot reach Clarifai at {base}: {details}",
         "DEADLINE_EXCEEDED": f"Clarifai did not answer within {timeout:g} s",
-        "UNAUTHENTICATED":
-            "Clarifai rejected the credentials (UNAUTHENTICATED): check CLARIFAI_PAT",
+        "UNAUTHENTICATED": (
+            "Clarifai rejected the credentials (UNAUTHENTICATED): check CLARIFAI_PAT"
+        ),
         "NOT_FOUND": f"Clarifai has no such pipeline version run (NOT_FOUND): {details}",
     }
     message = messages.get(name, f"Clarifai call failed: {name}: {details}")
-    return ClarifaiCallError(_without_secret(message, pat), code_name=name,
-                             retryable=name in _RETRYABLE_GRPC)
+    return ClarifaiCallError(
+        _without_secret(message, pat), code_name=name, retryable=name in _RETRYABLE_GRPC
+    )
 
 
 def _status_failure(status: Any, pat: str) -> ClarifaiCallError:

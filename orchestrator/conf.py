@@ -11,7 +11,8 @@ from django.conf import settings
 ORCHESTRATOR_HEARTBEAT_SECONDS: float = 5.0
 #: A running node whose heartbeat is older than this is taken to have lost its worker.
 ORCHESTRATOR_HEARTBEAT_TIMEOUT: float = 60.0
-#: A run whose next node was dispatched longer ago than this, with nothing running, is re-dispatched.
+#: A run whose next node was handed over longer ago than this, with nothing running, is
+#: re-dispatched (the broker may have lost the message).
 ORCHESTRATOR_REDISPATCH_AFTER: float = 120.0
 #: How often ``cancel_requested()`` may read the run's status from the database, in seconds.
 ORCHESTRATOR_CANCEL_POLL_SECONDS: float = 0.1

@@ -94,10 +94,13 @@ def signal(ref: str | int, action: Action) -> ControlResult:
         target = transition(previous, action)
         if target is Outcome.REFUSED:
             raise TransitionRefused(
-                f"Cannot {VERBS[action]} pipeline run {run.pk}: it is {previous}. {ALLOWED_WHEN[action]}"
+                f"Cannot {VERBS[action]} pipeline run {run.pk}: it is {previous}. "
+                f"{ALLOWED_WHEN[action]}"
             )
         if target is Outcome.NOOP:
-            return ControlResult(run, action, previous, previous, True, _noop_message(run, previous))
+            return ControlResult(
+                run, action, previous, previous, True, _noop_message(run, previous)
+            )
         message = _apply(run, action, previous, target)
         if message is not None:
             return ControlResult(run, action, previous, target, False, message)
@@ -118,8 +121,11 @@ def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunSta
         effect = RunEvent.PAUSED
     elif target == RunStatus.CANCELLED:
         started = run.started_at or now
-        fields.update(finished_at=now, current_node="",
-                      duration_ms=round((now - started).total_seconds() * 1000, 2))
+        fields.update(
+            finished_at=now,
+            current_node="",
+            duration_ms=round((now - started).total_seconds() * 1000, 2),
+        )
         effect = RunEvent.CANCELLED
     elif resumed:
         fields.update(current_node=resume_node, resume_from="", dispatched_at=now)
@@ -128,8 +134,9 @@ def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunSta
             return None
         for name, value in fields.items():
             setattr(run, name, value)
-        request = events.record(run.pk, REQUEST_EVENTS[action], previous=str(previous),
-                                status=str(target))
+        request = events.record(
+            run.pk, REQUEST_EVENTS[action], previous=str(previous), status=str(target)
+        )
         mirrored = request
         if effect is not None:
             details = {"resume_from": run.resume_from} if effect == RunEvent.PAUSED else {}
@@ -181,14 +188,18 @@ def _message(run: PipelineRun, action: Action, previous: RunStatus) -> str:
             return f"{head} is pausing: it will pause before node '{run.current_node}' starts."
         nxt = _next_of(run, running)
         if nxt is None:
-            return (f"{head} is pausing: node '{running}' is running and is the last node, "
-                    "so the run will complete.")
+            return (
+                f"{head} is pausing: node '{running}' is running and is the last node, "
+                "so the run will complete."
+            )
         return f"{head} is pausing: node '{running}' is running; the run will pause before '{nxt}'."
     if status == RunStatus.CANCELLING:
         running = _running_node(run)
         if running is None:
             return f"{head} is cancelling: no further node will start."
-        return f"{head} is cancelling: node '{running}' is being stopped; no further node will start."
+        return (
+            f"{head} is cancelling: node '{running}' is being stopped; no further node will start."
+        )
     if previous == RunStatus.PAUSING:
         running = _running_node(run) or run.current_node
         return f"{head} has been resumed: the pause was withdrawn; node '{running}' carries on."

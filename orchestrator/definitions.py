@@ -133,7 +133,9 @@ def validate(data: Any) -> list[str]:
         else:
             handler = nodes.get(node_type)
             assert handler is not None
-            problems.extend(f"Node '{label}' ({node_type}): {p}" for p in handler.check_config(config))
+            problems.extend(
+                f"Node '{label}' ({node_type}): {p}" for p in handler.check_config(config)
+            )
         for key in sorted(set(node) - NODE_KEYS):
             problems.append(f"Node '{label}' has unknown option: {key}")
         for key in NODE_OPTIONS:
@@ -163,7 +165,7 @@ def _graph_problems(ids: list[str], links: dict[str, Any]) -> list[str]:
             path.append(current)
             current = links[current]
         if isinstance(current, str) and current in path:
-            cycle = path[path.index(current):]
+            cycle = path[path.index(current) :]
             if frozenset(cycle) not in reported:
                 reported.add(frozenset(cycle))
                 problems.append("Cycle detected: " + " → ".join([*cycle, current]))

@@ -187,8 +187,17 @@ def claim_node(run_id: int, spec: definitions.NodeSpec, task_id: str = "") -> Cl
     with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL,
-            [run_id, spec.id, spec.type, spec.position, task_id, events.identity(),
-             adapt(now), adapt(now), adapt(stale)],
+            [
+                run_id,
+                spec.id,
+                spec.type,
+                spec.position,
+                task_id,
+                events.identity(),
+                adapt(now),
+                adapt(now),
+                adapt(stale),
+            ],
         )
         row = cursor.fetchone()
     if row is None:
@@ -250,7 +259,11 @@ def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | N
     if claim is None:
         return None
     signals.node_started.send(
-        sender=PipelineRun, run_id=run_id, node_id=spec.id, node_type=spec.type, attempt=claim.attempt
+        sender=PipelineRun,
+        run_id=run_id,
+        node_id=spec.id,
+        node_type=spec.type,
+        attempt=claim.attempt,
     )
     status, error = _execute_claimed(run_id, spec, claim, plan)
     if status is not None:
@@ -299,7 +312,9 @@ def _execute_claimed(
 
 
 def _node_row(claim: Claim) -> Any:
-    return NodeRun.objects.filter(pk=claim.node_run_id, status=NodeStatus.RUNNING, attempt=claim.attempt)
+    return NodeRun.objects.filter(
+        pk=claim.node_run_id, status=NodeStatus.RUNNING, attempt=claim.attempt
+    )
 
 
 def _elapsed_ms(started: float | None) -> float | None:
@@ -348,17 +363,31 @@ def _finish_failed(
             PipelineRun.objects.filter(pk=run_id).update(
                 dispatched_at=timezone.now() + timedelta(seconds=countdown)
             )
-            events.record(run_id, RunEvent.NODE_RETRY, spec.id, attempt=claim.attempt,
-                          error=error, countdown=countdown)
+            events.record(
+                run_id,
+                RunEvent.NODE_RETRY,
+                spec.id,
+                attempt=claim.attempt,
+                error=error,
+                countdown=countdown,
+            )
             transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec, countdown))
             return NodeStatus.RETRYING
         if not _node_row(claim).update(
-            status=NodeStatus.FAILED, error=error, finished_at=timezone.now(),
+            status=NodeStatus.FAILED,
+            error=error,
+            finished_at=timezone.now(),
             duration_ms=_elapsed_ms(started),
         ):
             return None
-        events.record(run_id, RunEvent.NODE_FAILED, spec.id, attempt=claim.attempt, error=error,
-                      required=spec.required)
+        events.record(
+            run_id,
+            RunEvent.NODE_FAILED,
+            spec.id,
+            attempt=claim.attempt,
+            error=error,
+            required=spec.required,
+        )
         if spec.required:
             _end_run(run_id, Action.FAIL, error=f"Node '{spec.id}' failed: {error}")
         else:
@@ -371,7 +400,9 @@ def _finish_cancelled(
 ) -> NodeStatus | None:
     with transaction.atomic():
         if not _node_row(claim).update(
-            status=NodeStatus.CANCELLED, finished_at=timezone.now(), duration_ms=_elapsed_ms(started),
+            status=NodeStatus.CANCELLED,
+            finished_at=timezone.now(),
+            duration_ms=_elapsed_ms(started),
             error="Cancelled while running",
         ):
             return None

@@ -26,7 +26,9 @@ class Heartbeat:
         self.attempt = attempt
         self.interval = interval or conf.get("ORCHESTRATOR_HEARTBEAT_SECONDS")
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="orchestrator-heartbeat", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat, name="orchestrator-heartbeat", daemon=True
+        )
 
     def _beat(self) -> None:
         try:
@@ -42,7 +44,10 @@ class Heartbeat:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._stop.set()
         self._thread.join()

@@ -46,7 +46,9 @@ def deliver(run_id: int, event_id: int, attempt: int = 1) -> bool:
     run = PipelineRun.objects.get(pk=run_id)
     event = RunEvent.objects.get(pk=event_id, run_id=run_id)
     code = CODES[event.kind]
-    if RunEvent.objects.filter(run_id=run_id, kind=RunEvent.MIRRORED, details__event=event_id).exists():
+    if RunEvent.objects.filter(
+        run_id=run_id, kind=RunEvent.MIRRORED, details__event=event_id
+    ).exists():
         return True
     try:
         ids = clarifai.resolve_ids(
@@ -55,13 +57,26 @@ def deliver(run_id: int, event_id: int, attempt: int = 1) -> bool:
         clarifai.patch_run_status(ids, code, timeout=conf.get("ORCHESTRATOR_CLARIFAI_TIMEOUT"))
     except ClarifaiError as exc:
         retryable = bool(getattr(exc, "retryable", False))
-        events.record(run_id, RunEvent.MIRROR_FAILED, event=event_id, code=code, attempt=attempt,
-                      error=str(exc), retryable=retryable)
+        events.record(
+            run_id,
+            RunEvent.MIRROR_FAILED,
+            event=event_id,
+            code=code,
+            attempt=attempt,
+            error=str(exc),
+            retryable=retryable,
+        )
         if retryable:
             raise
         return False
-    events.record(run_id, RunEvent.MIRRORED, event=event_id, code=code, attempt=attempt,
-                  pipeline_version_run_id=ids.pipeline_version_run_id)
+    events.record(
+        run_id,
+        RunEvent.MIRRORED,
+        event=event_id,
+        code=code,
+        attempt=attempt,
+        pipeline_version_run_id=ids.pipeline_version_run_id,
+    )
     return True
 
 
@@ -93,5 +108,7 @@ def state(run: PipelineRun) -> str:
         return "not mirrored yet"
     if last.kind == RunEvent.MIRRORED:
         return f"{last.details.get('code')} mirrored at {last.at:%Y-%m-%d %H:%M:%S}"
-    return (f"{last.details.get('code')} failed (attempt {last.details.get('attempt')}): "
-            f"{last.details.get('error')}")
+    return (
+        f"{last.details.get('code')} failed (attempt {last.details.get('attempt')}): "
+        f"{last.details.get('error')}"
+    )

@@ -16,7 +16,9 @@ def _choices(enum: type) -> list[tuple[str, str]]:
 class PipelineDefinition(models.Model):
     """A named pipeline definition stored in the database."""
 
-    name = models.CharField(max_length=200, unique=True, help_text="Unique name used by --definition.")
+    name = models.CharField(
+        max_length=200, unique=True, help_text="Unique name used by --definition."
+    )
     description = models.TextField(blank=True, default="")
     config = models.JSONField(help_text="The definition: nodes linked by next, and defaults.")
     version = models.PositiveIntegerField(default=1, help_text="Bumped on every save.")
@@ -55,12 +57,16 @@ class PipelineRun(models.Model):
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When the current node was last handed to the broker."
     )
-    queued_by = models.CharField(max_length=255, blank=True, default="", help_text="Host that queued it.")
+    queued_by = models.CharField(
+        max_length=255, blank=True, default="", help_text="Host that queued it."
+    )
     clarifai_user_id = models.CharField(max_length=200, blank=True, default="")
     clarifai_app_id = models.CharField(max_length=200, blank=True, default="")
     clarifai_pipeline_id = models.CharField(max_length=200, blank=True, default="")
     clarifai_pipeline_version_id = models.CharField(max_length=200, blank=True, default="")
-    clarifai_pipeline_version_run_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    clarifai_pipeline_version_run_id = models.CharField(
+        max_length=200, blank=True, default="", db_index=True
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -85,11 +91,19 @@ class NodeRun(models.Model):
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="node_runs")
     node_id = models.CharField(max_length=200)
     node_type = models.CharField(max_length=100)
-    position = models.PositiveIntegerField(default=0, help_text="Order of the node in the definition.")
-    status = models.CharField(max_length=16, choices=_choices(NodeStatus), default=NodeStatus.QUEUED)
-    attempt = models.PositiveIntegerField(default=0, help_text="How many times the node was claimed.")
+    position = models.PositiveIntegerField(
+        default=0, help_text="Order of the node in the definition."
+    )
+    status = models.CharField(
+        max_length=16, choices=_choices(NodeStatus), default=NodeStatus.QUEUED
+    )
+    attempt = models.PositiveIntegerField(
+        default=0, help_text="How many times the node was claimed."
+    )
     task_id = models.CharField(max_length=255, blank=True, default="")
-    worker = models.CharField(max_length=255, blank=True, default="", help_text="host:pid that ran it.")
+    worker = models.CharField(
+        max_length=255, blank=True, default="", help_text="host:pid that ran it."
+    )
     heartbeat = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -100,7 +114,9 @@ class NodeRun(models.Model):
     class Meta:
         ordering = ["run_id", "position", "id"]
         verbose_name = "node run"
-        constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="noderun_unique_node")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "node_id"], name="noderun_unique_node")
+        ]
         indexes = [models.Index(fields=["status", "heartbeat"], name="noderun_status_hb_idx")]
 
     def __str__(self) -> str:

@@ -16,7 +16,9 @@ def _as_object(text: str, where: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise PayloadError(f"Invalid JSON in {where}: {exc}") from exc
     if not isinstance(value, dict):
-        raise PayloadError(f"Payload must be a JSON object; {where} holds a JSON {type(value).__name__}")
+        raise PayloadError(
+            f"Payload must be a JSON object; {where} holds a JSON {type(value).__name__}"
+        )
     return value
 
 
@@ -24,7 +26,9 @@ def _check_size(text: str | bytes, where: str) -> None:
     limit = conf.get("ORCHESTRATOR_MAX_PAYLOAD_BYTES")
     size = len(text.encode() if isinstance(text, str) else text)
     if size > limit:
-        raise PayloadError(f"Payload too large: {where} is {size} bytes; the limit is {limit} bytes")
+        raise PayloadError(
+            f"Payload too large: {where} is {size} bytes; the limit is {limit} bytes"
+        )
 
 
 def build(

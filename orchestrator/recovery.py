@@ -49,20 +49,27 @@ def recover() -> RecoveryReport:
     for pk, run_id, node_id, heartbeat in silent:
         with transaction.atomic():
             # Back to QUEUED only if nobody beat or reclaimed it since we looked.
-            if not NodeRun.objects.filter(pk=pk, status=NodeStatus.RUNNING, heartbeat=heartbeat).update(
-                status=NodeStatus.QUEUED, heartbeat=now
-            ):
+            if not NodeRun.objects.filter(
+                pk=pk, status=NodeStatus.RUNNING, heartbeat=heartbeat
+            ).update(status=NodeStatus.QUEUED, heartbeat=now):
                 continue
             PipelineRun.objects.filter(pk=run_id).update(dispatched_at=now)
-            events.record(run_id, RunEvent.NODE_REDISPATCHED, node_id, reason="worker went silent",
-                          last_heartbeat=heartbeat.isoformat() if heartbeat else None)
+            events.record(
+                run_id,
+                RunEvent.NODE_REDISPATCHED,
+                node_id,
+                reason="worker went silent",
+                last_heartbeat=heartbeat.isoformat() if heartbeat else None,
+            )
             _enqueue_after_commit(run_id, node_id)
         report.stale_nodes.append((run_id, node_id))
 
     quiet_before = now - timedelta(seconds=conf.get("ORCHESTRATOR_REDISPATCH_AFTER"))
-    stalled = PipelineRun.objects.filter(status__in=ACTIVE, dispatched_at__lt=quiet_before).exclude(
-        current_node=""
-    ).values_list("pk", "current_node", "dispatched_at")
+    stalled = (
+        PipelineRun.objects.filter(status__in=ACTIVE, dispatched_at__lt=quiet_before)
+        .exclude(current_node="")
+        .values_list("pk", "current_node", "dispatched_at")
+    )
     for run_id, node_id, dispatched_at in stalled:
         busy = NodeRun.objects.filter(
             run_id=run_id, node_id=node_id, status__in=[NodeStatus.RUNNING, NodeStatus.COMPLETED]
@@ -74,9 +81,13 @@ def recover() -> RecoveryReport:
                 dispatched_at=now
             ):
                 continue
-            events.record(run_id, RunEvent.NODE_REDISPATCHED, node_id,
-                          reason="nothing running or queued",
-                          dispatched_at=dispatched_at.isoformat())
+            events.record(
+                run_id,
+                RunEvent.NODE_REDISPATCHED,
+                node_id,
+                reason="nothing running or queued",
+                dispatched_at=dispatched_at.isoformat(),
+            )
             _enqueue_after_commit(run_id, node_id)
         report.stalled_runs.append((run_id, node_id))
     return report

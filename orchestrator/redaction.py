@@ -39,7 +39,11 @@ def redact(value: Any, extra_keys: Iterable[str] = ()) -> Any:
     extra = frozenset(extra_keys)
     if isinstance(value, dict):
         return {
-            k: (REDACTED if is_secret_key(str(k), extra) and v not in (None, "") else redact(v, extra))
+            k: (
+                REDACTED
+                if is_secret_key(str(k), extra) and v not in (None, "")
+                else redact(v, extra)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

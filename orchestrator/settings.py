@@ -74,7 +74,9 @@ def database_from_url(url: str) -> dict:
     return config
 
 
-DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE}"))}
+DATABASES = {
+    "default": database_from_url(os.environ.get("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE}"))
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True
@@ -96,6 +98,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "loggers": {
-        "orchestrator": {"handlers": ["stderr"], "level": os.environ.get("ORCHESTRATOR_LOG_LEVEL", "WARNING")},
+        "orchestrator": {
+            "handlers": ["stderr"],
+            "level": os.environ.get("ORCHESTRATOR_LOG_LEVEL", "WARNING"),
+        },
     },
 }

@@ -102,9 +102,13 @@ class ClarifaiPeer(service_pb2_grpc.V2Servicer):
 
     def _answer(self, request: Any, context: grpc.ServicerContext) -> Any:
         if self.mode == "failure":
-            return service_pb2.MultiPipelineVersionRunResponse(status=status_pb2.Status(
-                code=self.failure_code, description=self.failure_description,
-                details=self.failure_details))
+            return service_pb2.MultiPipelineVersionRunResponse(
+                status=status_pb2.Status(
+                    code=self.failure_code,
+                    description=self.failure_description,
+                    details=self.failure_details,
+                )
+            )
         if self.mode == "grpc_error":
             context.abort(self.grpc_code, self.grpc_details)
         if self.mode == "stall":

@@ -64,9 +64,21 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -149,16 +161,41 @@ class WorkerPool:
     broker: RedisServer
     workers: list[Worker] = field(default_factory=list)
 
-    def start(self, name: str = "w1", *, queues: str = "orchestrator", concurrency: int = 1,
-              env: dict[str, str] | None = None) -> Worker:
+    def start(
+        self,
+        name: str = "w1",
+        *,
+        queues: str = "orchestrator",
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> Worker:
         log = TEST_DIR / f"worker-{name}-{time.monotonic_ns()}.log"
         handle = log.open("w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery", "worker", "-Q", queues,
-             "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
-            cwd=str(REPO), env=subprocess_env(CELERY_BROKER_URL=self.broker.url, **(env or {})),
-            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery",
+                "worker",
+                "-Q",
+                queues,
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=str(REPO),
+            env=subprocess_env(CELERY_BROKER_URL=self.broker.url, **(env or {})),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         worker = Worker(name, process, log)
         self.workers.append(worker)
@@ -175,7 +212,7 @@ class WorkerPool:
 
 
 @pytest.fixture
-def broker(redis_server: RedisServer, settings) -> Iterator[RedisServer]:  # noqa: ANN001
+def broker(redis_server: RedisServer, settings) -> Iterator[RedisServer]:
     """Queue mode for this test: CELERY_BROKER_URL points at the private redis-server."""
     redis_server.flushall()
     settings.CELERY_BROKER_URL = redis_server.url
@@ -200,11 +237,17 @@ class CLI:
     cwd: Path
     env: dict[str, str]
 
-    def __call__(self, *args: str, timeout: float = 60, check: bool | None = None,
-                 input: str | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, timeout: float = 60, check: bool | None = None, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-c", "from commands.cli import main; main()", *args],
-            cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout, input=input,
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
         )
         if check is True:
             assert result.returncode == 0, result.stderr + result.stdout
@@ -213,7 +256,11 @@ class CLI:
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-c", "from commands.cli import main; main()", *args],
-            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 
@@ -237,7 +284,9 @@ def _clarifai_peer_server() -> Iterator[ClarifaiPeer]:
 
 
 @pytest.fixture
-def clarifai_peer(_clarifai_peer_server: ClarifaiPeer, monkeypatch: pytest.MonkeyPatch) -> ClarifaiPeer:
+def clarifai_peer(
+    _clarifai_peer_server: ClarifaiPeer, monkeypatch: pytest.MonkeyPatch
+) -> ClarifaiPeer:
     _clarifai_peer_server.reset()
     monkeypatch.setenv("CLARIFAI_PAT", "test-pat")
     monkeypatch.setenv("CLARIFAI_API_BASE", _clarifai_peer_server.base)
@@ -253,7 +302,9 @@ def _fresh_dispatch() -> Iterator[None]:
     dispatch._load.cache_clear()
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.05) -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30, interval: float = 0.05
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -8,7 +8,9 @@ import tempfile
 from orchestrator.settings import *  # noqa: F403
 from orchestrator.settings import database_from_url
 
-_TEST_DIR = os.environ.setdefault("ORCHESTRATOR_TEST_DIR", tempfile.mkdtemp(prefix="orchestrator-tests-"))
+_TEST_DIR = os.environ.setdefault(
+    "ORCHESTRATOR_TEST_DIR", tempfile.mkdtemp(prefix="orchestrator-tests-")
+)
 
 if os.environ.get("TEST_DATABASE_URL"):
     DATABASES = {"default": database_from_url(os.environ["TEST_DATABASE_URL"])}

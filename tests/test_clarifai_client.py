@@ -22,8 +22,13 @@ from orchestrator.errors import ClarifaiError
 from tests.clarifai_peer import ClarifaiPeer
 
 PAT = "test-pat-0123456789"
-IDS = ClarifaiIds(user_id="u1", app_id="a1", pipeline_id="p1", pipeline_version_id="v1",
-                  pipeline_version_run_id="run-42")
+IDS = ClarifaiIds(
+    user_id="u1",
+    app_id="a1",
+    pipeline_id="p1",
+    pipeline_version_id="v1",
+    pipeline_version_run_id="run-42",
+)
 LOCK = """\
 pipeline:
   id: lock-pipeline
@@ -61,6 +66,7 @@ def unused_port() -> int:
 
 # --- the request ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("verb", "code"), [("pause", 64008), ("cancel", 64004), ("resume", 64001)])
 def test_each_verb_sends_the_clis_exact_patch_request(peer: ClarifaiPeer, verb: str, code: int):
     patch_run_status(IDS, STATUS_CODES[verb])
@@ -92,9 +98,11 @@ def test_unknown_status_code_name_is_refused_before_any_call(peer: ClarifaiPeer)
 
 # --- id resolution -------------------------------------------------------------------------------
 
+
 def test_ids_from_flags_need_no_config_lock(tmp_path: Path):
-    ids = resolve_ids("r1", user_id="u", app_id="a", pipeline_id="p", pipeline_version_id="v",
-                      cwd=tmp_path)
+    ids = resolve_ids(
+        "r1", user_id="u", app_id="a", pipeline_id="p", pipeline_version_id="v", cwd=tmp_path
+    )
     assert ids == ClarifaiIds("u", "a", "p", "v", "r1")
 
 
@@ -118,8 +126,12 @@ def test_flags_override_config_lock(tmp_path: Path):
 
 def test_stored_link_fills_what_flags_leave_and_beats_config_lock(tmp_path: Path):
     (tmp_path / "config-lock.yaml").write_text(LOCK)
-    stored = {"user_id": "s-user", "app_id": "s-app", "pipeline_id": "s-pipe",
-              "pipeline_version_id": ""}
+    stored = {
+        "user_id": "s-user",
+        "app_id": "s-app",
+        "pipeline_id": "s-pipe",
+        "pipeline_version_id": "",
+    }
     ids = resolve_ids("r1", user_id="flag-user", stored=stored, cwd=tmp_path)
     assert ids == ClarifaiIds("flag-user", "s-app", "s-pipe", "lock-version", "r1")
 
@@ -141,20 +153,25 @@ def test_config_lock_missing_keys_leaves_them_missing(tmp_path: Path):
         resolve_ids("r1", cwd=tmp_path)
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    ("pipeline: [unclosed\n", "is not valid YAML"),
-    ("- just\n- a list\n", "has no `pipeline:` mapping"),
-    ("model:\n  id: m\n", "has no `pipeline:` mapping"),
-    ("pipeline: flat-string\n", "has no `pipeline:` mapping"),
-    ("", "has no `pipeline:` mapping"),
-])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("pipeline: [unclosed\n", "is not valid YAML"),
+        ("- just\n- a list\n", "has no `pipeline:` mapping"),
+        ("model:\n  id: m\n", "has no `pipeline:` mapping"),
+        ("pipeline: flat-string\n", "has no `pipeline:` mapping"),
+        ("", "has no `pipeline:` mapping"),
+    ],
+)
 def test_invalid_config_lock_says_why_it_was_not_used(tmp_path: Path, content: str, reason: str):
     (tmp_path / "config-lock.yaml").write_text(content)
     with pytest.raises(ClarifaiError) as raised:
         resolve_ids("r1", cwd=tmp_path)
     message = str(raised.value)
-    assert message.startswith("Missing Clarifai ids: --user_id, --app_id, --pipeline_id, "
-                              "--pipeline_version_id. Pass them as flags")
+    assert message.startswith(
+        "Missing Clarifai ids: --user_id, --app_id, --pipeline_id, "
+        "--pipeline_version_id. Pass them as flags"
+    )
     assert "config-lock.yaml could not be used: " in message
     assert reason in message
 
@@ -170,12 +187,14 @@ def test_unreadable_config_lock_is_a_clarifai_error(tmp_path: Path):
 
 def test_invalid_config_lock_is_ignored_when_flags_supply_everything(tmp_path: Path):
     (tmp_path / "config-lock.yaml").write_text("pipeline: [unclosed\n")
-    ids = resolve_ids("r1", user_id="u", app_id="a", pipeline_id="p", pipeline_version_id="v",
-                      cwd=tmp_path)
+    ids = resolve_ids(
+        "r1", user_id="u", app_id="a", pipeline_id="p", pipeline_version_id="v", cwd=tmp_path
+    )
     assert ids.app_id == "a"
 
 
 # --- failures ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("pat", [None, ""])
 def test_missing_pat_fails_before_any_request(peer: ClarifaiPeer, monkeypatch, pat):
@@ -186,7 +205,8 @@ def test_missing_pat_fails_before_any_request(peer: ClarifaiPeer, monkeypatch, p
     with pytest.raises(ClarifaiError) as raised:
         patch_run_status(IDS, "JOB_PAUSED")
     assert str(raised.value) == (
-        "CLARIFAI_PAT is not set: export your Clarifai personal access token")
+        "CLARIFAI_PAT is not set: export your Clarifai personal access token"
+    )
     assert raised.value.retryable is False
     assert peer.requests == []
 
@@ -196,8 +216,10 @@ def test_failure_status_names_the_code_description_and_details(peer: ClarifaiPee
     peer.failure_details = "pipeline version run run-42 not found"
     with pytest.raises(ClarifaiError) as raised:
         patch_run_status(IDS, "JOB_CANCELLED")
-    assert str(raised.value) == ("Clarifai refused the change: CONN_DOES_NOT_EXIST "
-                                 "(Resource does not exist): pipeline version run run-42 not found")
+    assert str(raised.value) == (
+        "Clarifai refused the change: CONN_DOES_NOT_EXIST "
+        "(Resource does not exist): pipeline version run run-42 not found"
+    )
     assert raised.value.code_name == "CONN_DOES_NOT_EXIST"
     assert raised.value.retryable is False
 
@@ -239,16 +261,31 @@ def test_timeout_comes_from_the_environment(peer: ClarifaiPeer, monkeypatch):
         patch_run_status(IDS, "JOB_PAUSED")
 
 
-@pytest.mark.parametrize(("code", "message", "retryable"), [
-    (grpc.StatusCode.UNAUTHENTICATED,
-     "Clarifai rejected the credentials (UNAUTHENTICATED): check CLARIFAI_PAT", False),
-    (grpc.StatusCode.NOT_FOUND,
-     "Clarifai has no such pipeline version run (NOT_FOUND): no run run-42", False),
-    (grpc.StatusCode.INVALID_ARGUMENT,
-     "Clarifai call failed: INVALID_ARGUMENT: no run run-42", False),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED,
-     "Clarifai call failed: RESOURCE_EXHAUSTED: no run run-42", True),
-])
+@pytest.mark.parametrize(
+    ("code", "message", "retryable"),
+    [
+        (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "Clarifai rejected the credentials (UNAUTHENTICATED): check CLARIFAI_PAT",
+            False,
+        ),
+        (
+            grpc.StatusCode.NOT_FOUND,
+            "Clarifai has no such pipeline version run (NOT_FOUND): no run run-42",
+            False,
+        ),
+        (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Clarifai call failed: INVALID_ARGUMENT: no run run-42",
+            False,
+        ),
+        (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "Clarifai call failed: RESOURCE_EXHAUSTED: no run run-42",
+            True,
+        ),
+    ],
+)
 def test_grpc_errors_become_one_line_messages(peer: ClarifaiPeer, code, message, retryable):
     peer.mode = "grpc_error"
     peer.grpc_code = code

@@ -13,7 +13,9 @@ from orchestrator.state import NodeStatus, RunStatus
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def chain(*nodes: dict, name: str = "chain", defaults: dict | None = None) -> definitions.Definition:
+def chain(
+    *nodes: dict, name: str = "chain", defaults: dict | None = None
+) -> definitions.Definition:
     linked = []
     for i, node in enumerate(nodes):
         nxt = nodes[i + 1]["id"] if i + 1 < len(nodes) else None
@@ -37,7 +39,10 @@ def test_inline_run_completes_every_node_once_in_order():
     assert run.status == RunStatus.COMPLETED
     nodes = list(run.node_runs.order_by("position"))
     assert [(n.node_id, n.status, n.attempt) for n in nodes] == [
-        ("w0", "COMPLETED", 1), ("w1", "COMPLETED", 1), ("w2", "COMPLETED", 1)]
+        ("w0", "COMPLETED", 1),
+        ("w1", "COMPLETED", 1),
+        ("w2", "COMPLETED", 1),
+    ]
     assert run.finished_at and run.duration_ms is not None and run.current_node == ""
     assert list(run.events.values_list("kind", flat=True)) == [RunEvent.QUEUED, RunEvent.COMPLETED]
 
@@ -47,8 +52,11 @@ def _statements(n: int) -> list[str]:
     with CaptureQueriesContext(connection) as queries:
         run_inline(definition)
     # Transaction control is not a query against the data.
-    return [q["sql"] for q in queries.captured_queries
-            if q["sql"].split()[0].upper() not in ("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT")]
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].split()[0].upper() not in ("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT")
+    ]
 
 
 def test_a_node_boundary_costs_at_most_four_queries():
@@ -64,25 +72,45 @@ def test_completed_node_never_runs_again():
 
 
 def test_failing_required_node_fails_the_run_and_stops_it():
-    run = run_inline(chain({"id": "a", "type": "wait", "config": {"seconds": 0, "fail": True,
-                                                                   "message": "disk full"}},
-                           *waits(1)))
+    run = run_inline(
+        chain(
+            {
+                "id": "a",
+                "type": "wait",
+                "config": {"seconds": 0, "fail": True, "message": "disk full"},
+            },
+            *waits(1),
+        )
+    )
     assert run.status == RunStatus.FAILED
     assert run.error == "Node 'a' failed: disk full"
     assert not NodeRun.objects.filter(run=run, node_id="w0").exists()
 
 
 def test_failing_optional_node_lets_the_run_go_on():
-    run = run_inline(chain({"id": "a", "type": "wait", "required": False,
-                            "config": {"seconds": 0, "fail": True}}, *waits(1)))
+    run = run_inline(
+        chain(
+            {"id": "a", "type": "wait", "required": False, "config": {"seconds": 0, "fail": True}},
+            *waits(1),
+        )
+    )
     assert run.status == RunStatus.COMPLETED
     assert NodeRun.objects.get(run=run, node_id="a").status == NodeStatus.FAILED
     assert NodeRun.objects.get(run=run, node_id="w0").status == NodeStatus.COMPLETED
 
 
 def test_retries_rerun_a_failing_node_with_backoff_until_it_succeeds():
-    run = run_inline(chain({"id": "flaky", "type": "wait", "retries": 2, "retry_backoff_seconds": 0.01,
-                            "config": {"seconds": 0, "fail_attempts": 2}}))
+    run = run_inline(
+        chain(
+            {
+                "id": "flaky",
+                "type": "wait",
+                "retries": 2,
+                "retry_backoff_seconds": 0.01,
+                "config": {"seconds": 0, "fail_attempts": 2},
+            }
+        )
+    )
     assert run.status == RunStatus.COMPLETED
     node = NodeRun.objects.get(run=run)
     assert node.attempt == 3 and node.status == NodeStatus.COMPLETED
@@ -90,15 +118,20 @@ def test_retries_rerun_a_failing_node_with_backoff_until_it_succeeds():
 
 
 def test_retries_exhausted_fail_the_node():
-    run = run_inline(chain({"id": "flaky", "type": "wait", "config": {"seconds": 0, "fail_attempts": 5}},
-                           defaults={"retries": 1, "retry_backoff_seconds": 0.01}))
+    run = run_inline(
+        chain(
+            {"id": "flaky", "type": "wait", "config": {"seconds": 0, "fail_attempts": 5}},
+            defaults={"retries": 1, "retry_backoff_seconds": 0.01},
+        )
+    )
     assert run.status == RunStatus.FAILED
     assert NodeRun.objects.get(run=run).attempt == 2
 
 
 def test_timeout_fails_the_node_with_a_clear_error():
-    run = run_inline(chain({"id": "slow", "type": "wait", "timeout_seconds": 0.3,
-                            "config": {"seconds": 5}}))
+    run = run_inline(
+        chain({"id": "slow", "type": "wait", "timeout_seconds": 0.3, "config": {"seconds": 5}})
+    )
     assert run.status == RunStatus.FAILED
     node = NodeRun.objects.get(run=run)
     assert node.error == "Node 'slow' timed out after 0.3 s"
@@ -106,10 +139,15 @@ def test_timeout_fails_the_node_with_a_clear_error():
 
 
 def test_earlier_outputs_reach_later_nodes():
-    definition = definitions.parse({"name": "alerts", "nodes": [
-        {"id": "in", "type": "ingest", "next": "ai"},
-        {"id": "ai", "type": "intelligence", "config": {"provider": "local"}},
-    ]})
+    definition = definitions.parse(
+        {
+            "name": "alerts",
+            "nodes": [
+                {"id": "in", "type": "ingest", "next": "ai"},
+                {"id": "ai", "type": "intelligence", "config": {"provider": "local"}},
+            ],
+        }
+    )
     run = run_inline(definition, {"name": "DiskFull", "severity": "critical", "host": "db-1"})
     assert run.status == RunStatus.COMPLETED
     summary = NodeRun.objects.get(run=run, node_id="ai").output["summary"]

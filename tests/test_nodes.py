@@ -33,7 +33,11 @@ def execute(
     **context: Any,
 ) -> dict[str, Any]:
     ctx = NodeContext(
-        run_id=1, node_id="n", config=config or {}, payload=payload or {}, outputs=outputs or {},
+        run_id=1,
+        node_id="n",
+        config=config or {},
+        payload=payload or {},
+        outputs=outputs or {},
         **context,
     )
     output = handler().execute(ctx)
@@ -78,7 +82,10 @@ def test_ingest_normalises_each_sample_payload(
     first = output["alerts"][0]
     assert set(first) == {"name", "status", "severity", "summary", "labels", "starts_at", "host"}
     assert (first["name"], first["severity"], first["host"], first["status"]) == (
-        name, severity, host, "firing"
+        name,
+        severity,
+        host,
+        "firing",
     )
     assert first["summary"]
 
@@ -132,7 +139,9 @@ def test_ingest_empty_payload_yields_no_alerts_and_renders_count() -> None:
 def test_ingest_render_names_first_alert() -> None:
     lines = IngestNode().render(execute(IngestNode, payload=sample_payload("grafana")))
     assert lines == [
-        "Source: grafana", "Alerts: 1", "First alert: HighCPUUsage (critical, firing) on web-01"
+        "Source: grafana",
+        "Alerts: 1",
+        "First alert: HighCPUUsage (critical, firing) on web-01",
     ]
 
 
@@ -201,7 +210,9 @@ def test_intelligence_local_is_deterministic_and_rates_critical_alerts() -> None
         "context": {
             "metrics": {"disk": 97.0},
             "checks": [{"name": "disk", "value": 97.0, "threshold": 90.0, "passed": False}],
-            "checks_run": 1, "checks_failed": 1, "host": "web-01",
+            "checks_run": 1,
+            "checks_failed": 1,
+            "host": "web-01",
         },
     }
     first = execute(IntelligenceNode, outputs=outputs)
@@ -215,7 +226,9 @@ def test_intelligence_local_is_deterministic_and_rates_critical_alerts() -> None
     assert first["recommendations"][0] == "Page the on-call engineer: critical alerts are firing"
     assert any("Free space on web-01" in r for r in first["recommendations"])
     assert IntelligenceNode().render(first)[:3] == [
-        f"Summary: {first['summary']}", "Provider: local", "Severity: critical"
+        f"Summary: {first['summary']}",
+        "Provider: local",
+        "Severity: critical",
     ]
 
 
@@ -230,26 +243,43 @@ def test_intelligence_openai_posts_chat_completion_and_returns_summary(
     http_server: LoopbackHTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    http_server.reply(200, {
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {
-            "role": "assistant", "content": "  CPU on web-01 is pegged; check runaway jobs.\n"}}],
-    })
+    http_server.reply(
+        200,
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {
+                        "role": "assistant",
+                        "content": "  CPU on web-01 is pegged; check runaway jobs.\n",
+                    },
+                }
+            ],
+        },
+    )
     payload = {"name": "HighCPU", "severity": "critical", "token": "payload-secret-991"}
     outputs = {"ingest": execute(IngestNode, payload=payload)}
     config = {"provider": "openai", "base_url": f"{http_server.url}/v1", "timeout_seconds": 5}
-    output = execute(IntelligenceNode, config, payload, outputs,
-                     source="grafana", environment="production")
+    output = execute(
+        IntelligenceNode, config, payload, outputs, source="grafana", environment="production"
+    )
 
     (request,) = http_server.requests
     assert (request.method, request.path) == ("POST", "/v1/chat/completions")
     assert request.headers["authorization"] == f"Bearer {OPENAI_KEY}"
-    user_content = json.dumps({
-        "environment": "production",
-        "outputs": outputs,
-        "payload": {"name": "HighCPU", "severity": "critical", "token": "***redacted***"},
-        "source": "grafana",
-    }, sort_keys=True)
+    user_content = json.dumps(
+        {
+            "environment": "production",
+            "outputs": outputs,
+            "payload": {"name": "HighCPU", "severity": "critical", "token": "***redacted***"},
+            "source": "grafana",
+        },
+        sort_keys=True,
+    )
     assert request.json == {
         "model": "gpt-4o-mini",
         "temperature": 0,
@@ -283,8 +313,15 @@ def test_intelligence_openai_http_error_names_status_and_message_not_key(
     http_server: LoopbackHTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    http_server.reply(401, {"error": {
-        "message": f"Incorrect API key provided: {OPENAI_KEY}.", "type": "invalid_request_error"}})
+    http_server.reply(
+        401,
+        {
+            "error": {
+                "message": f"Incorrect API key provided: {OPENAI_KEY}.",
+                "type": "invalid_request_error",
+            }
+        },
+    )
     with pytest.raises(NodeError) as raised:
         execute(IntelligenceNode, {"provider": "openai", "base_url": http_server.url})
     message = str(raised.value)
@@ -335,7 +372,8 @@ def test_notify_file_appends_one_json_line_per_notification(tmp_path: Path) -> N
     execute(NotifyNode, config, outputs={"analyze": analysis("warning")}, trace_id="t-2")
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["trace_id"], r["severity"]) for r in records] == [
-        ("t-1", "critical"), ("t-2", "warning")
+        ("t-1", "critical"),
+        ("t-2", "warning"),
     ]
     assert records[0]["message"] == "Disk /var on db-02 is 97% full.\n- Free space on db-02"
     assert records[0]["time"].endswith("+00:00")
@@ -344,10 +382,19 @@ def test_notify_file_appends_one_json_line_per_notification(tmp_path: Path) -> N
 def test_notify_webhook_posts_exact_json_and_hides_url_and_headers(
     http_server: LoopbackHTTPServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = {"driver": "webhook", "url": f"{http_server.url}/hooks/team-7f3k9q",
-              "headers": {"X-Signature": "sig-5151-secret"}}
-    output = execute(NotifyNode, config, outputs={"analyze": analysis()},
-                     source="grafana", environment="production", trace_id="trace-9")
+    config = {
+        "driver": "webhook",
+        "url": f"{http_server.url}/hooks/team-7f3k9q",
+        "headers": {"X-Signature": "sig-5151-secret"},
+    }
+    output = execute(
+        NotifyNode,
+        config,
+        outputs={"analyze": analysis()},
+        source="grafana",
+        environment="production",
+        trace_id="trace-9",
+    )
     (request,) = http_server.requests
     assert request.path == "/hooks/team-7f3k9q"
     assert request.headers["x-signature"] == "sig-5151-secret"
@@ -375,15 +422,18 @@ def test_notify_slack_posts_text_to_incoming_webhook(http_server: LoopbackHTTPSe
     assert http_server.requests[0].path == "/services/T0/B0/xoxsecret"
     assert http_server.requests[0].json == {
         "text": "*[WARNING] Pipeline run 1 (development, source cli)*\n"
-                "Disk /var on db-02 is 97% full.\n- Free space on db-02"
+        "Disk /var on db-02 is 97% full.\n- Free space on db-02"
     }
     assert output["channels"] == [{"driver": "slack", "ok": True}]
 
 
 def test_notify_email_sends_through_django_mail(mailoutbox: list) -> None:
     config = {"driver": "email", "to": ["oncall@example.com"], "password": "smtp-pass-77"}
-    output = execute(NotifyNode, config, outputs={"ingest": execute(
-        IngestNode, payload=sample_payload("alertmanager"))})
+    output = execute(
+        NotifyNode,
+        config,
+        outputs={"ingest": execute(IngestNode, payload=sample_payload("alertmanager"))},
+    )
     (mail,) = mailoutbox
     assert mail.to == ["oncall@example.com"]
     assert mail.subject == "[WARNING] Pipeline run 1 (development, source cli)"
@@ -396,10 +446,12 @@ def test_notify_one_failed_channel_is_recorded_without_secrets(
     http_server: LoopbackHTTPServer, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
     http_server.reply(500, "upstream broke at /hook/tok-aa11bb22")
-    config = {"drivers": [
-        {"driver": "webhook", "url": f"{http_server.url}/hook/tok-aa11bb22"},
-        {"driver": "console"},
-    ]}
+    config = {
+        "drivers": [
+            {"driver": "webhook", "url": f"{http_server.url}/hook/tok-aa11bb22"},
+            {"driver": "console"},
+        ]
+    }
     with caplog.at_level(logging.WARNING):
         output = execute(NotifyNode, config, outputs={"analyze": analysis()})
     assert output["driver"] == "multiple"
@@ -416,10 +468,16 @@ def test_notify_one_failed_channel_is_recorded_without_secrets(
 
 def test_notify_every_channel_failing_is_a_node_error(http_server: LoopbackHTTPServer) -> None:
     http_server.reply(404, "no_service")
-    config = {"drivers": [
-        {"driver": "slack", "webhook_url": f"{http_server.url}/services/T1/B1/zz9secret"},
-        {"driver": "webhook", "url": "http://127.0.0.1:9/closed-port-secret", "timeout_seconds": 2},
-    ]}
+    config = {
+        "drivers": [
+            {"driver": "slack", "webhook_url": f"{http_server.url}/services/T1/B1/zz9secret"},
+            {
+                "driver": "webhook",
+                "url": "http://127.0.0.1:9/closed-port-secret",
+                "timeout_seconds": 2,
+            },
+        ]
+    }
     with pytest.raises(NodeError) as raised:
         execute(NotifyNode, config, outputs={"analyze": analysis()})
     message = str(raised.value)
@@ -491,10 +549,18 @@ def test_health_check_sample_is_the_design_example() -> None:
         "description": "Check the host and tell the on-call channel",
         "defaults": {"retries": 0, "timeout_seconds": 300},
         "nodes": [
-            {"id": "metrics", "type": "context", "config": {"include": ["cpu", "memory", "disk"]},
-             "next": "analyze"},
-            {"id": "analyze", "type": "intelligence", "config": {"provider": "local"},
-             "next": "notify"},
+            {
+                "id": "metrics",
+                "type": "context",
+                "config": {"include": ["cpu", "memory", "disk"]},
+                "next": "analyze",
+            },
+            {
+                "id": "analyze",
+                "type": "intelligence",
+                "config": {"provider": "local"},
+                "next": "notify",
+            },
             {"id": "notify", "type": "notify", "config": {"driver": "console"}},
         ],
     }
@@ -525,6 +591,6 @@ def test_alert_triage_sample_runs_end_to_end_into_a_jsonl_file(
         )
     (line,) = (tmp_path / "notifications.jsonl").read_text().splitlines()
     assert json.loads(line)["message"] == (
-        outputs["triage"]["summary"] + "".join(
-            f"\n- {r}" for r in outputs["triage"]["recommendations"])
+        outputs["triage"]["summary"]
+        + "".join(f"\n- {r}" for r in outputs["triage"]["recommendations"])
     )

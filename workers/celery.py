@@ -18,7 +18,9 @@ app = Celery("orchestrator", include=["workers.tasks"])
 def _defaults() -> dict:
     from orchestrator import conf
 
-    hard_limit = conf.get("ORCHESTRATOR_DEFAULT_TIMEOUT") + conf.get("ORCHESTRATOR_HARD_TIMEOUT_GRACE")
+    hard_limit = conf.get("ORCHESTRATOR_DEFAULT_TIMEOUT") + conf.get(
+        "ORCHESTRATOR_HARD_TIMEOUT_GRACE"
+    )
     queue = conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
     return {
         "task_serializer": "json",
@@ -38,7 +40,11 @@ def _defaults() -> dict:
             "socket_connect_timeout": 3,
             "socket_timeout": 10,
         },
-        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+        },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "beat_schedule": {

@@ -40,7 +40,9 @@ class CeleryDispatcher:
     def enqueue_mirror(self, run_id: int, event_id: int) -> None:
         from workers.tasks import mirror_transition
 
-        mirror_transition.apply_async((run_id, event_id), queue=conf.get("ORCHESTRATOR_DEFAULT_QUEUE"))
+        mirror_transition.apply_async(
+            (run_id, event_id), queue=conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
+        )
 
 
 def _safe(url: str) -> str:

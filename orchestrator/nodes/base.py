@@ -67,4 +67,6 @@ class NodeHandler:
 
     def render(self, output: dict[str, Any]) -> list[str]:
         """The result-display lines for ``output`` (without the duration line)."""
-        return [f"{key}: {value}" for key, value in output.items() if not isinstance(value, dict | list)]
+        return [
+            f"{key}: {value}" for key, value in output.items() if not isinstance(value, dict | list)
+        ]

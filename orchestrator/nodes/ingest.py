@@ -17,19 +17,47 @@ FORMATS = ("grafana", "alertmanager", "generic")
 
 #: Severity spellings seen in the wild, mapped onto the three levels later nodes reason about.
 SEVERITY_ALIASES = {
-    "critical": "critical", "crit": "critical", "fatal": "critical", "emergency": "critical",
-    "page": "critical", "high": "critical", "error": "critical", "p1": "critical",
+    "critical": "critical",
+    "crit": "critical",
+    "fatal": "critical",
+    "emergency": "critical",
+    "page": "critical",
+    "high": "critical",
+    "error": "critical",
+    "p1": "critical",
     "sev1": "critical",
-    "warning": "warning", "warn": "warning", "medium": "warning", "major": "warning",
-    "minor": "warning", "p2": "warning", "p3": "warning", "sev2": "warning", "sev3": "warning",
-    "info": "info", "informational": "info", "low": "info", "none": "info", "ok": "info",
-    "notice": "info", "p4": "info", "p5": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "medium": "warning",
+    "major": "warning",
+    "minor": "warning",
+    "p2": "warning",
+    "p3": "warning",
+    "sev2": "warning",
+    "sev3": "warning",
+    "info": "info",
+    "informational": "info",
+    "low": "info",
+    "none": "info",
+    "ok": "info",
+    "notice": "info",
+    "p4": "info",
+    "p5": "info",
 }
 #: Grafana legacy ``state`` values and generic ``status`` values, as firing/resolved.
 STATUS_ALIASES = {
-    "alerting": "firing", "firing": "firing", "problem": "firing", "triggered": "firing",
-    "open": "firing", "ok": "resolved", "resolved": "resolved", "normal": "resolved",
-    "closed": "resolved", "no_data": "no_data", "nodata": "no_data", "pending": "pending",
+    "alerting": "firing",
+    "firing": "firing",
+    "problem": "firing",
+    "triggered": "firing",
+    "open": "firing",
+    "ok": "resolved",
+    "resolved": "resolved",
+    "normal": "resolved",
+    "closed": "resolved",
+    "no_data": "no_data",
+    "nodata": "no_data",
+    "pending": "pending",
     "paused": "paused",
 }
 #: Alertmanager's zero time, meaning "not set".
@@ -98,8 +126,15 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def _alert(name: Any, status: str, severity: Any, summary: Any, labels: dict[str, str],
-           starts_at: Any, host: str | None) -> dict[str, Any]:
+def _alert(
+    name: Any,
+    status: str,
+    severity: Any,
+    summary: Any,
+    labels: dict[str, str],
+    starts_at: Any,
+    host: str | None,
+) -> dict[str, Any]:
     starts = str(starts_at) if starts_at not in (None, "", ZERO_TIME) else None
     return {
         "name": str(name or "unnamed alert"),
@@ -126,16 +161,18 @@ def alerts_from_alertmanager(payload: Mapping[str, Any]) -> list[dict[str, Any]]
         labels = {**common, **_string_map(item.get("labels"))}
         annotations = _string_map(item.get("annotations"))
         status = normalise_status(item.get("status"), envelope_status)
-        result.append(_alert(
-            name=labels.get("alertname") or _first(item, "name", "title", "alert"),
-            status=status,
-            severity=labels.get("severity") or _first(item, "severity", "priority"),
-            summary=_first(annotations, "summary", "description", "message")
-            or _first(item, "summary", "message", "valueString"),
-            labels=labels,
-            starts_at=_first(item, "startsAt", "starts_at"),
-            host=host_from(labels, _first(item, "host", "server")),
-        ))
+        result.append(
+            _alert(
+                name=labels.get("alertname") or _first(item, "name", "title", "alert"),
+                status=status,
+                severity=labels.get("severity") or _first(item, "severity", "priority"),
+                summary=_first(annotations, "summary", "description", "message")
+                or _first(item, "summary", "message", "valueString"),
+                labels=labels,
+                starts_at=_first(item, "startsAt", "starts_at"),
+                host=host_from(labels, _first(item, "host", "server")),
+            )
+        )
     return result
 
 
@@ -154,15 +191,17 @@ def alerts_from_grafana(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     if matches and "value" in matches[0]:
         metric = matches[0].get("metric", "value")
         summary = f"{summary or ''} ({metric}={matches[0]['value']})".strip()
-    return [_alert(
-        name=payload.get("ruleName") or payload.get("title"),
-        status=status,
-        severity=labels.get("severity"),
-        summary=summary,
-        labels=labels,
-        starts_at=None,
-        host=host_from(labels),
-    )]
+    return [
+        _alert(
+            name=payload.get("ruleName") or payload.get("title"),
+            status=status,
+            severity=labels.get("severity"),
+            summary=summary,
+            labels=labels,
+            starts_at=None,
+            host=host_from(labels),
+        )
+    ]
 
 
 def alerts_from_generic(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -171,15 +210,17 @@ def alerts_from_generic(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
         return []
     labels = _string_map(payload.get("labels") or payload.get("tags"))
     status = normalise_status(_first(payload, "status", "state"))
-    return [_alert(
-        name=_first(payload, "name", "title", "alert", "alertname", "event"),
-        status=status,
-        severity=_first(payload, "severity", "level", "priority"),
-        summary=_first(payload, "message", "summary", "description", "text"),
-        labels=labels,
-        starts_at=_first(payload, "starts_at", "startsAt", "timestamp", "time"),
-        host=host_from(labels, _first(payload, "host", "server", "hostname", "instance")),
-    )]
+    return [
+        _alert(
+            name=_first(payload, "name", "title", "alert", "alertname", "event"),
+            status=status,
+            severity=_first(payload, "severity", "level", "priority"),
+            summary=_first(payload, "message", "summary", "description", "text"),
+            labels=labels,
+            starts_at=_first(payload, "starts_at", "startsAt", "timestamp", "time"),
+            host=host_from(labels, _first(payload, "host", "server", "hostname", "instance")),
+        )
+    ]
 
 
 PARSERS = {
@@ -221,6 +262,8 @@ class IngestNode(NodeHandler):
         if alerts:
             first = alerts[0]
             host = f" on {first['host']}" if first.get("host") else ""
-            lines.append(f"First alert: {first.get('name')} ({first.get('severity')}, "
-                         f"{first.get('status')}){host}")
+            lines.append(
+                f"First alert: {first.get('name')} ({first.get('severity')}, "
+                f"{first.get('status')}){host}"
+            )
         return lines

@@ -36,18 +36,29 @@ SYSTEM_PROMPT = (
 )
 #: Keywords (matched in an alert's name and summary, or a check's metric) and the advice they get.
 RECOMMENDATION_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("disk", "filesystem", "volume", "inode", "storage"),
-     "Free space on {host}: remove old logs and artifacts, or grow the volume"),
-    (("memory", "oom", "swap"),
-     "Find the processes holding memory on {host} (ps aux --sort=-rss | head) and look for leaks"),
+    (
+        ("disk", "filesystem", "volume", "inode", "storage"),
+        "Free space on {host}: remove old logs and artifacts, or grow the volume",
+    ),
+    (
+        ("memory", "oom", "swap"),
+        "Find the processes holding memory on {host} (ps aux --sort=-rss | head) "
+        "and look for leaks",
+    ),
     (("cpu",), "Find the top CPU consumers on {host} (top -o %CPU) and check for runaway jobs"),
     (("load",), "Look for blocked I/O or too many runnable processes on {host} (uptime, vmstat 1)"),
-    (("latency", "slow", "duration", "timeout"),
-     "Check upstream dependencies and recent deploys: {name} reports slowness"),
-    (("error", "5xx", "500", "fail", "exception"),
-     "Check recent deploys and the error logs for {name}"),
-    (("down", "unreachable", "unavailable", "heartbeat", "probe"),
-     "Check that {host} is reachable and its service is running"),
+    (
+        ("latency", "slow", "duration", "timeout"),
+        "Check upstream dependencies and recent deploys: {name} reports slowness",
+    ),
+    (
+        ("error", "5xx", "500", "fail", "exception"),
+        "Check recent deploys and the error logs for {name}",
+    ),
+    (
+        ("down", "unreachable", "unavailable", "heartbeat", "probe"),
+        "Check that {host} is reachable and its service is running",
+    ),
     (("cert", "ssl", "tls"), "Renew the certificate behind {name} before it expires"),
 )
 
@@ -109,8 +120,10 @@ def analyse(outputs: Mapping[str, Any]) -> dict[str, Any]:
     if checks:
         on_host = f" on {check_host}" if check_host else ""
         if failed:
-            parts.append(f"{len(failed)} of {len(checks)} host checks failed{on_host}: "
-                         + ", ".join(describe_check(c) for c in failed))
+            parts.append(
+                f"{len(failed)} of {len(checks)} host checks failed{on_host}: "
+                + ", ".join(describe_check(c) for c in failed)
+            )
         else:
             parts.append(f"all {len(checks)} host checks passed{on_host}")
     if not parts:
@@ -124,9 +137,11 @@ def analyse(outputs: Mapping[str, Any]) -> dict[str, Any]:
     if any(a.get("severity") == "critical" for a in firing):
         recommendations.append("Page the on-call engineer: critical alerts are firing")
     for alert in firing:
-        recommendations.append(recommendation_for(
-            str(alert.get("name")), str(alert.get("summary") or ""), alert.get("host")
-        ))
+        recommendations.append(
+            recommendation_for(
+                str(alert.get("name")), str(alert.get("summary") or ""), alert.get("host")
+            )
+        )
     for check in failed:
         recommendations.append(recommendation_for(str(check.get("name")), "", check_host))
     if not recommendations:
@@ -267,4 +282,3 @@ class IntelligenceNode(NodeHandler):
         lines.append(f"Severity: {output.get('severity', 'info')}")
         lines.extend(f"Recommendation: {r}" for r in output.get("recommendations", []))
         return lines
-

@@ -72,8 +72,10 @@ def channel_problems(channel: Any) -> list[str]:
     elif driver == "email":
         to = channel.get("to")
         recipients = [to] if isinstance(to, str) else to
-        if not isinstance(recipients, list) or not recipients or not all(
-            isinstance(r, str) and "@" in r for r in recipients
+        if (
+            not isinstance(recipients, list)
+            or not recipients
+            or not all(isinstance(r, str) and "@" in r for r in recipients)
         ):
             problems.append("email driver needs to, a list of email addresses")
     elif driver == "file":

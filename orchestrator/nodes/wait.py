@@ -23,7 +23,11 @@ class WaitNode(NodeHandler):
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
             return ["seconds must be a non-negative number"]
         fail_attempts = config.get("fail_attempts", 0)
-        if isinstance(fail_attempts, bool) or not isinstance(fail_attempts, int) or fail_attempts < 0:
+        if (
+            isinstance(fail_attempts, bool)
+            or not isinstance(fail_attempts, int)
+            or fail_attempts < 0
+        ):
             return ["fail_attempts must be a non-negative integer"]
         return []
 
@@ -34,7 +38,9 @@ class WaitNode(NodeHandler):
         if ctx.config.get("fail") or ctx.attempt <= int(ctx.config.get("fail_attempts", 0)):
             from orchestrator.errors import NodeError
 
-            raise NodeError(str(ctx.config.get("message") or f"wait node failed after {seconds:g}s"))
+            raise NodeError(
+                str(ctx.config.get("message") or f"wait node failed after {seconds:g}s")
+            )
         return {"waited_seconds": round(time.monotonic() - started, 3)}
 
     def render(self, output: dict[str, Any]) -> list[str]:

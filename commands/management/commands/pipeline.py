@@ -35,25 +35,35 @@ class Command(OrchestratorCommand):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         verbs = parser.add_subparsers(dest="verb", metavar="{list,show,validate,save,samples}")
         verbs.required = True
-        ls = verbs.add_parser("list", help="List stored definitions.", formatter_class=RawHelpFormatter)
+        ls = verbs.add_parser(
+            "list", help="List stored definitions.", formatter_class=RawHelpFormatter
+        )
         ls.add_argument("--json", action="store_true")
         show = verbs.add_parser("show", help="Show one stored definition (secrets redacted).")
         show.add_argument("name")
         val = verbs.add_parser("validate", help="Check a JSON file or a stored definition.")
         val.add_argument("target", metavar="FILE|NAME")
-        save = verbs.add_parser("save", help="Create or update a definition from a JSON file "
-                                             "(the version is bumped on update).")
+        save = verbs.add_parser(
+            "save",
+            help="Create or update a definition from a JSON file "
+            "(the version is bumped on update).",
+        )
         save.add_argument("file")
         save.add_argument("--name", help="Name to store it under (default: the file's name field).")
         save.add_argument("--inactive", action="store_true", help="Store it as inactive.")
-        verbs.add_parser("samples", help=f"Store the sample definitions shipped in {SAMPLES_DIR.name}/.")
+        verbs.add_parser(
+            "samples", help=f"Store the sample definitions shipped in {SAMPLES_DIR.name}/."
+        )
 
     def run(self, **opts: Any) -> None:
         getattr(self, f"_{opts['verb']}")(opts)
 
     def _list(self, opts: dict[str, Any]) -> None:
-        rows = list(PipelineDefinition.objects.order_by("name").values(
-            "name", "version", "is_active", "description", "updated_at"))
+        rows = list(
+            PipelineDefinition.objects.order_by("name").values(
+                "name", "version", "is_active", "description", "updated_at"
+            )
+        )
         if opts["json"]:
             self.line(display.dumps(rows))
             return
@@ -73,7 +83,11 @@ class Command(OrchestratorCommand):
 
     def _validate(self, opts: dict[str, Any]) -> None:
         target = opts["target"]
-        stored = None if Path(target).exists() else PipelineDefinition.objects.filter(name=target).first()
+        stored = (
+            None
+            if Path(target).exists()
+            else PipelineDefinition.objects.filter(name=target).first()
+        )
         data = stored.config if stored else definitions.load_file(target)
         problems = definitions.validate(data)
         if problems:
@@ -93,15 +107,19 @@ class Command(OrchestratorCommand):
             self.line(f"{verb} pipeline definition {stored.name} (version {stored.version}).")
 
 
-def save_file(path: str, *, name: str | None = None, active: bool = True) -> tuple[PipelineDefinition, bool]:
+def save_file(
+    path: str, *, name: str | None = None, active: bool = True
+) -> tuple[PipelineDefinition, bool]:
     """Validate the JSON file and store it, bumping the version when it exists already."""
     data = definitions.load_file(path)
     try:
-        definition = definitions.parse(data, name=name or (data.get("name") if isinstance(data, dict) else None))
+        definition = definitions.parse(
+            data, name=name or (data.get("name") if isinstance(data, dict) else None)
+        )
     except DefinitionError as exc:
         raise CommandError(str(exc)) from exc
     if not (name or data.get("name")):
-        raise CommandError(f"{path} has no name: add a \"name\" field or pass --name")
+        raise CommandError(f'{path} has no name: add a "name" field or pass --name')
     with transaction.atomic():
         stored, created = PipelineDefinition.objects.select_for_update().get_or_create(
             name=definition.name,
@@ -109,7 +127,9 @@ def save_file(path: str, *, name: str | None = None, active: bool = True) -> tup
         )
         if not created:
             PipelineDefinition.objects.filter(pk=stored.pk).update(
-                config=data, description=definition.description, is_active=active,
+                config=data,
+                description=definition.description,
+                is_active=active,
                 version=F("version") + 1,
             )
             stored.refresh_from_db()

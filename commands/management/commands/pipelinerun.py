@@ -24,14 +24,12 @@ CONTROL_HELP = {
     Action.PAUSE: (
         "Pause a pipeline run.",
         "The node in flight finishes and its result is kept; the next node does not start.\n"
-        "A queued run is paused before any node starts.\n"
-        + ALLOWED_WHEN[Action.PAUSE],
+        "A queued run is paused before any node starts.\n" + ALLOWED_WHEN[Action.PAUSE],
     ),
     Action.CANCEL: (
         "Cancel a pipeline run.",
         "No further node starts; a node that honours cancel (such as wait) stops within a\n"
-        "fraction of a second.\n"
-        + ALLOWED_WHEN[Action.CANCEL],
+        "fraction of a second.\n" + ALLOWED_WHEN[Action.CANCEL],
     ),
     Action.RESUME: (
         "Resume a paused pipeline run.",
@@ -64,40 +62,63 @@ class Command(OrchestratorCommand):
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        verbs = parser.add_subparsers(dest="verb", metavar="{pause,cancel,resume,list,status,watch}")
+        verbs = parser.add_subparsers(
+            dest="verb", metavar="{pause,cancel,resume,list,status,watch}"
+        )
         verbs.required = True
         for action, (summary, details) in CONTROL_HELP.items():
-            sub = verbs.add_parser(str(action), help=summary, description=f"{summary}\n\n{details}",
-                                   epilog=_examples(str(action)), formatter_class=RawHelpFormatter)
-            sub.add_argument("run_id", nargs="?", help="Local run id or Clarifai pipeline version run id.")
+            sub = verbs.add_parser(
+                str(action),
+                help=summary,
+                description=f"{summary}\n\n{details}",
+                epilog=_examples(str(action)),
+                formatter_class=RawHelpFormatter,
+            )
+            sub.add_argument(
+                "run_id", nargs="?", help="Local run id or Clarifai pipeline version run id."
+            )
             sub.add_argument("--pipeline_version_run_id", help="The run id, as a flag.")
             for name in CLARIFAI_IDS:
                 sub.add_argument(f"--{name}", help="Clarifai id (default: config-lock.yaml).")
-            sub.add_argument("--wait", action="store_true",
-                             help="Block until the change has taken effect.")
-            sub.add_argument("--timeout", type=float, default=120.0,
-                             help="Seconds --wait may block (default: 120).")
+            sub.add_argument(
+                "--wait", action="store_true", help="Block until the change has taken effect."
+            )
+            sub.add_argument(
+                "--timeout",
+                type=float,
+                default=120.0,
+                help="Seconds --wait may block (default: 120).",
+            )
             sub.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
 
-        ls = verbs.add_parser("list", help="List runs, newest first.", formatter_class=RawHelpFormatter,
-                              epilog="examples:\n  orchestrator pr list --status RUNNING\n"
-                                     "  orchestrator pr list --definition health-check --page 2 --json\n")
+        ls = verbs.add_parser(
+            "list",
+            help="List runs, newest first.",
+            formatter_class=RawHelpFormatter,
+            epilog="examples:\n  orchestrator pr list --status RUNNING\n"
+            "  orchestrator pr list --definition health-check --page 2 --json\n",
+        )
         ls.add_argument("--status", type=str.upper, choices=[s.value for s in RunStatus])
         ls.add_argument("--definition", metavar="NAME", help="Only runs of this pipeline.")
         ls.add_argument("--limit", type=int, default=20, help="Runs per page (default: 20).")
         ls.add_argument("--page", type=int, default=1, help="Page number, from 1.")
         ls.add_argument("--json", action="store_true")
 
-        st = verbs.add_parser("status", help="A run, its nodes and its event timeline.",
-                              formatter_class=RawHelpFormatter,
-                              epilog="examples:\n  orchestrator pr status 42\n"
-                                     "  orchestrator pr status 42 --json\n")
+        st = verbs.add_parser(
+            "status",
+            help="A run, its nodes and its event timeline.",
+            formatter_class=RawHelpFormatter,
+            epilog="examples:\n  orchestrator pr status 42\n  orchestrator pr status 42 --json\n",
+        )
         st.add_argument("run_id")
         st.add_argument("--json", action="store_true")
 
-        wt = verbs.add_parser("watch", help="Follow a run live until it ends or pauses.",
-                              formatter_class=RawHelpFormatter,
-                              epilog="example:\n  orchestrator pr watch 42\n")
+        wt = verbs.add_parser(
+            "watch",
+            help="Follow a run live until it ends or pauses.",
+            formatter_class=RawHelpFormatter,
+            epilog="example:\n  orchestrator pr watch 42\n",
+        )
         wt.add_argument("run_id")
         wt.add_argument("--interval", type=float, default=0.2, help="Seconds between polls.")
 
@@ -163,7 +184,9 @@ class Command(OrchestratorCommand):
                 )
             time.sleep(0.1)
 
-    def _control_remote(self, action: Action, ref: str, ids: dict[str, Any], opts: dict[str, Any]) -> None:
+    def _control_remote(
+        self, action: Action, ref: str, ids: dict[str, Any], opts: dict[str, Any]
+    ) -> None:
         """No local run: patch the Clarifai pipeline version run directly, like `clarifai pr`."""
         try:
             resolved = clarifai.resolve_ids(ref, **ids)
@@ -171,16 +194,26 @@ class Command(OrchestratorCommand):
             if any(ids.values()) or (Path.cwd() / clarifai.CONFIG_LOCK).exists():
                 raise
             raise CommandError(
-                f"Pipeline run not found: {ref}. No local run has this id, and no Clarifai ids were "
-                f"given to reach a Clarifai run: pass --user_id, --app_id, --pipeline_id and "
+                f"Pipeline run not found: {ref}. No local run has this id, and no Clarifai ids "
+                f"were given to reach a Clarifai run: pass --user_id, --app_id, --pipeline_id and "
                 f"--pipeline_version_id, or run from a directory with config-lock.yaml."
             ) from exc
         clarifai.patch_run_status(resolved, clarifai.STATUS_CODES[str(action)])
-        done = {Action.PAUSE: "paused", Action.CANCEL: "cancelled", Action.RESUME: "resumed"}[action]
+        done = {Action.PAUSE: "paused", Action.CANCEL: "cancelled", Action.RESUME: "resumed"}[
+            action
+        ]
         message = f"Pipeline version run {ref} has been {done}."
         if opts["json"]:
-            self.line(display.dumps({"pipeline_version_run_id": ref, "action": str(action),
-                                     "status": clarifai.STATUS_CODES[str(action)], "message": message}))
+            self.line(
+                display.dumps(
+                    {
+                        "pipeline_version_run_id": ref,
+                        "action": str(action),
+                        "status": clarifai.STATUS_CODES[str(action)],
+                        "message": message,
+                    }
+                )
+            )
         else:
             self.line(message)
 
@@ -195,24 +228,41 @@ class Command(OrchestratorCommand):
         if opts["definition"]:
             runs = runs.filter(pipeline_name=opts["definition"])
         start = (opts["page"] - 1) * opts["limit"]
-        fields = ("id", "pipeline_name", "status", "current_node", "source", "environment",
-                  "created_at", "duration_ms")
-        page = list(runs.order_by("-id").values(*fields)[start:start + opts["limit"] + 1])
+        fields = (
+            "id",
+            "pipeline_name",
+            "status",
+            "current_node",
+            "source",
+            "environment",
+            "created_at",
+            "duration_ms",
+        )
+        page = list(runs.order_by("-id").values(*fields)[start : start + opts["limit"] + 1])
         more = len(page) > opts["limit"]
-        page = page[:opts["limit"]]
+        page = page[: opts["limit"]]
         if opts["json"]:
-            self.line(display.dumps({"page": opts["page"], "limit": opts["limit"], "has_more": more,
-                                     "runs": page}))
+            self.line(
+                display.dumps(
+                    {"page": opts["page"], "limit": opts["limit"], "has_more": more, "runs": page}
+                )
+            )
             return
         if not page:
             self.line("No pipeline runs match." if opts["page"] == 1 else "No more pipeline runs.")
             return
-        self.line(f"{'RUN':>6}  {'STATUS':<10}  {'PIPELINE':<24}  {'NODE':<14}  {'CREATED':<19}  DURATION")
+        self.line(
+            f"{'RUN':>6}  {'STATUS':<10}  {'PIPELINE':<24}  {'NODE':<14}  {'CREATED':<19}  DURATION"
+        )
         for row in page:
-            duration = f"{row['duration_ms'] / 1000:.2f}s" if row["duration_ms"] is not None else "-"
-            self.line(f"{row['id']:>6}  {row['status']:<10}  {row['pipeline_name'][:24]:<24}  "
-                      f"{(row['current_node'] or '-')[:14]:<14}  "
-                      f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}")
+            duration = (
+                f"{row['duration_ms'] / 1000:.2f}s" if row["duration_ms"] is not None else "-"
+            )
+            self.line(
+                f"{row['id']:>6}  {row['status']:<10}  {row['pipeline_name'][:24]:<24}  "
+                f"{(row['current_node'] or '-')[:14]:<14}  "
+                f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}"
+            )
         if more:
             self.line(f"More: orchestrator pr list --page {opts['page'] + 1}")
 

@@ -19,7 +19,9 @@ class Command(OrchestratorCommand):
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--json", action="store_true", help="Print what was re-dispatched as JSON.")
+        parser.add_argument(
+            "--json", action="store_true", help="Print what was re-dispatched as JSON."
+        )
 
     def run(self, **opts: Any) -> None:
         report = recovery.recover()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ class Command(OrchestratorCommand):
         "workers and followed live until it ends (--detach returns at once)."
     )
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> argparse.ArgumentParser:
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> argparse.ArgumentParser:
         return super().create_parser(prog_name, subcommand, epilog=EXAMPLES, **kwargs)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -43,21 +46,40 @@ class Command(OrchestratorCommand):
         what.add_argument("--definition", metavar="NAME", help="A stored PipelineDefinition name.")
         what.add_argument("--config", metavar="FILE", help="A pipeline definition JSON file.")
         data = parser.add_argument_group("payload")
-        data.add_argument("--sample", action="store_true",
-                          help="Start from the sample payload for --source (grafana, alertmanager, "
-                               "generic; others get generic).")
-        data.add_argument("--payload", metavar="JSON", help="A JSON object (merged over --sample/--file).")
+        data.add_argument(
+            "--sample",
+            action="store_true",
+            help="Start from the sample payload for --source (grafana, alertmanager, "
+            "generic; others get generic).",
+        )
+        data.add_argument(
+            "--payload", metavar="JSON", help="A JSON object (merged over --sample/--file)."
+        )
         data.add_argument("--file", metavar="PATH", help="A file holding a JSON object payload.")
-        data.add_argument("--source", default="cli", help="Where the payload came from (default: cli).")
-        data.add_argument("--environment", default="development",
-                          help="Environment recorded on the run (default: development).")
+        data.add_argument(
+            "--source", default="cli", help="Where the payload came from (default: cli)."
+        )
+        data.add_argument(
+            "--environment",
+            default="development",
+            help="Environment recorded on the run (default: development).",
+        )
         how = parser.add_argument_group("how")
-        how.add_argument("--dry-run", action="store_true",
-                         help="Show what would run; record and execute nothing.")
-        how.add_argument("--json", action="store_true",
-                         help="Print the finished run as JSON and nothing else on stdout.")
-        how.add_argument("--detach", action="store_true",
-                         help="With a broker: print the run id and return at once.")
+        how.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show what would run; record and execute nothing.",
+        )
+        how.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the finished run as JSON and nothing else on stdout.",
+        )
+        how.add_argument(
+            "--detach",
+            action="store_true",
+            help="With a broker: print the run id and return at once.",
+        )
         how.add_argument("--quiet", action="store_true", help="No live progress lines.")
         link = parser.add_argument_group("Clarifai link (mirror pause/cancel/resume)")
         link.add_argument("--pipeline_version_run_id", help="Link the run to this Clarifai run.")
@@ -71,17 +93,34 @@ class Command(OrchestratorCommand):
         sample = builtin.sample_payload(opts["source"]) if opts["sample"] else None
         payload = payloads.build(sample=sample, payload=opts["payload"], file=opts["file"])
         if opts["dry_run"]:
-            self.lines(display.dry_run_lines(definition, label=label, source=opts["source"],
-                                             environment=opts["environment"], payload=payload))
+            self.lines(
+                display.dry_run_lines(
+                    definition,
+                    label=label,
+                    source=opts["source"],
+                    environment=opts["environment"],
+                    payload=payload,
+                )
+            )
             return
         link = self._link(opts)
         dispatcher = dispatch.get()
         dispatcher.check()
-        run = engine.create_run(definition, payload=payload, source=opts["source"],
-                                environment=opts["environment"], stored=stored, link=link)
+        run = engine.create_run(
+            definition,
+            payload=payload,
+            source=opts["source"],
+            environment=opts["environment"],
+            stored=stored,
+            link=link,
+        )
         progress = Progress(sys.stderr, enabled=not opts["quiet"] and not opts["detach"])
         if dispatcher.inline:
-            self._run_inline(run, progress)
+            # Node output meant for a terminal (the console driver) must not mix into --json.
+            with (
+                contextlib.redirect_stdout(sys.stderr) if opts["json"] else contextlib.nullcontext()
+            ):
+                self._run_inline(run, progress)
         else:
             self._queue(run, progress, opts)
             if opts["detach"]:
@@ -99,13 +138,19 @@ class Command(OrchestratorCommand):
                         f"Pipeline definition is inactive: {stored.name} "
                         f"(save it again or set is_active in the admin to run it)"
                     )
-                return (definitions.parse(stored.config, name=stored.name), stored,
-                        f"Pipeline Definition: {stored.name}")
+                return (
+                    definitions.parse(stored.config, name=stored.name),
+                    stored,
+                    f"Pipeline Definition: {stored.name}",
+                )
             if opts["config"]:
                 data = definitions.load_file(opts["config"])
                 name = data.get("name") if isinstance(data, dict) else None
-                return (definitions.parse(data, name=name or Path(opts["config"]).stem), None,
-                        f"Pipeline Config: {opts['config']}")
+                return (
+                    definitions.parse(data, name=name or Path(opts["config"]).stem),
+                    None,
+                    f"Pipeline Config: {opts['config']}",
+                )
             definition = definitions.parse(builtin.BUILTIN_DEFINITION)
             return definition, None, f"Pipeline Definition: {definition.name} (built-in)"
         except DefinitionError as exc:
@@ -115,11 +160,19 @@ class Command(OrchestratorCommand):
         if not opts["pipeline_version_run_id"]:
             return None
         ids = clarifai.resolve_ids(
-            opts["pipeline_version_run_id"], user_id=opts["user_id"], app_id=opts["app_id"],
-            pipeline_id=opts["pipeline_id"], pipeline_version_id=opts["pipeline_version_id"],
+            opts["pipeline_version_run_id"],
+            user_id=opts["user_id"],
+            app_id=opts["app_id"],
+            pipeline_id=opts["pipeline_id"],
+            pipeline_version_id=opts["pipeline_version_id"],
         )
-        return engine.ClarifaiLink(ids.user_id, ids.app_id, ids.pipeline_id,
-                                   ids.pipeline_version_id, ids.pipeline_version_run_id)
+        return engine.ClarifaiLink(
+            ids.user_id,
+            ids.app_id,
+            ids.pipeline_id,
+            ids.pipeline_version_id,
+            ids.pipeline_version_run_id,
+        )
 
     def _run_inline(self, run: PipelineRun, progress: Progress) -> None:
         with inline_progress(progress, lambda: run.pk):
@@ -137,11 +190,23 @@ class Command(OrchestratorCommand):
             raise CommandError(f"Could not queue pipeline run {run.pk}: {exc}") from exc
         if opts["detach"]:
             if opts["json"]:
-                self.line(display.dumps({"run_id": run.pk, "trace_id": str(run.trace_id),
-                                         "status": RunStatus.QUEUED.value}))
+                self.line(
+                    display.dumps(
+                        {
+                            "run_id": run.pk,
+                            "trace_id": str(run.trace_id),
+                            "status": RunStatus.QUEUED.value,
+                        }
+                    )
+                )
             else:
-                self.lines([f"Run ID: {run.pk}", f"Trace ID: {run.trace_id}",
-                            f"Follow it with: orchestrator pr watch {run.pk}"])
+                self.lines(
+                    [
+                        f"Run ID: {run.pk}",
+                        f"Trace ID: {run.trace_id}",
+                        f"Follow it with: orchestrator pr watch {run.pk}",
+                    ]
+                )
             return
         progress.say(f"Pipeline run {run.pk} queued (trace {run.trace_id})")
         try:
@@ -162,4 +227,3 @@ class Command(OrchestratorCommand):
             raise CommandError(f"Pipeline failed: {run.error}")
         if run.status == RunStatus.CANCELLED:
             raise CommandError(f"Pipeline run {run.pk} was cancelled")
-

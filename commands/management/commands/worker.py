@@ -20,16 +20,26 @@ class Command(OrchestratorCommand):
         "  orchestrator worker\n"
         "  orchestrator worker --concurrency 4 -n worker1@%h\n"
         "  orchestrator worker -Q orchestrator,gpu      # also take nodes routed to queue 'gpu'\n"
-        "  orchestrator worker -B                        # with the periodic recovery pass (one host)"
+        "  orchestrator worker -B       # also run the periodic recovery pass (on one host only)"
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("celery_args", nargs=argparse.REMAINDER, help="Options for celery worker.")
+        parser.add_argument(
+            "celery_args", nargs=argparse.REMAINDER, help="Options for celery worker."
+        )
 
     def run_from_argv(self, argv: list[str]) -> None:
         # Pass every option through to Celery unparsed, including ones Django would claim.
-        self.execute(celery_args=argv[2:], verbosity=1, no_color=False, force_color=False,
-                     skip_checks=True, traceback=False, pythonpath=None, settings=None)
+        self.execute(
+            celery_args=argv[2:],
+            verbosity=1,
+            no_color=False,
+            force_color=False,
+            skip_checks=True,
+            traceback=False,
+            pythonpath=None,
+            settings=None,
+        )
 
     def run(self, **opts: Any) -> None:
         if not conf.broker_url():
