@@ -415,11 +415,32 @@ def _finish_cancelled(
 
 def abandon(run_id: int, error: str) -> RunStatus | None:
     """Fail a run that could not be handed to any executor."""
-    return _end_run(run_id, Action.FAIL, error=error)
+    return _move_run(run_id, Action.FAIL, error=error)
 
 
 def _end_run(run_id: int, action: Action, error: str = "") -> RunStatus | None:
-    """Complete or fail the run through the state table; PAUSING/CANCELLING map as it says."""
+    """Complete or fail the run; a PAUSING or CANCELLING run maps as the state table says."""
+    return _move_run(run_id, action, error=error)
+
+
+def settle(run_id: int, resume_from: str = "") -> RunStatus | None:
+    """At a node boundary: PAUSING becomes PAUSED (resuming at ``resume_from``), CANCELLING
+    becomes CANCELLED. Any other status is left as it is."""
+    return _move_run(run_id, Action.SETTLE, resume_from=resume_from)
+
+
+EFFECT_EVENTS = {
+    RunStatus.PAUSED: RunEvent.PAUSED,
+    RunStatus.COMPLETED: RunEvent.COMPLETED,
+    RunStatus.FAILED: RunEvent.FAILED,
+    RunStatus.CANCELLED: RunEvent.CANCELLED,
+}
+
+
+def _move_run(
+    run_id: int, action: Action, *, resume_from: str = "", error: str = ""
+) -> RunStatus | None:
+    """Apply an engine step to the run through the state table, as a compare-and-set."""
     for _ in range(5):
         row = PipelineRun.objects.filter(pk=run_id).values("status", "started_at").first()
         if row is None:
@@ -428,61 +449,26 @@ def _end_run(run_id: int, action: Action, error: str = "") -> RunStatus | None:
         if not isinstance(target, RunStatus):
             return None
         now = timezone.now()
-        started = row["started_at"] or now
-        fields: dict[str, Any] = {
-            "status": target,
-            "finished_at": now,
-            "duration_ms": round((now - started).total_seconds() * 1000, 2),
-            "current_node": "",
-        }
-        if error:
-            fields["error"] = error
-        if PipelineRun.objects.filter(pk=run_id, status=row["status"]).update(**fields):
-            kind = {
-                RunStatus.COMPLETED: RunEvent.COMPLETED,
-                RunStatus.FAILED: RunEvent.FAILED,
-                RunStatus.CANCELLED: RunEvent.CANCELLED,
-            }[target]
-            event = events.record(run_id, kind, **({"error": error} if error else {}))
-            _after_effect(run_id, target, event.pk)
-            return target
-    raise OrchestratorError(f"Run {run_id} kept changing status; could not {action}")
-
-
-def settle(run_id: int, resume_from: str = "") -> RunStatus | None:
-    """At a node boundary: PAUSING becomes PAUSED (resuming at ``resume_from``), CANCELLING
-    becomes CANCELLED. Any other status is left as it is."""
-    for _ in range(5):
-        row = PipelineRun.objects.filter(pk=run_id).values("status", "started_at").first()
-        if row is None:
-            return None
-        target = transition(row["status"], Action.SETTLE)
-        if not isinstance(target, RunStatus):
-            return None
-        now = timezone.now()
-        fields: dict[str, Any] = {"status": target}
+        fields: dict[str, Any] = {"status": target, "current_node": ""}
+        details: dict[str, Any] = {}
         if target == RunStatus.PAUSED:
-            fields.update(resume_from=resume_from, current_node="")
-            kind = RunEvent.PAUSED
+            fields["resume_from"] = details["resume_from"] = resume_from
         else:
             started = row["started_at"] or now
             fields.update(
-                finished_at=now,
-                current_node="",
-                duration_ms=round((now - started).total_seconds() * 1000, 2),
+                finished_at=now, duration_ms=round((now - started).total_seconds() * 1000, 2)
             )
-            kind = RunEvent.CANCELLED
+        if error:
+            fields["error"] = details["error"] = error
         if PipelineRun.objects.filter(pk=run_id, status=row["status"]).update(**fields):
             if target == RunStatus.CANCELLED:
                 NodeRun.objects.filter(
                     run_id=run_id, status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING]
                 ).update(status=NodeStatus.CANCELLED, finished_at=now)
-            event = events.record(
-                run_id, kind, **({"resume_from": resume_from} if resume_from else {})
-            )
+            event = events.record(run_id, EFFECT_EVENTS[target], **details)
             _after_effect(run_id, target, event.pk)
             return target
-    raise OrchestratorError(f"Run {run_id} kept changing status; could not settle it")
+    raise OrchestratorError(f"Run {run_id} kept changing status; could not {action} it")
 
 
 def _after_effect(run_id: int, status: RunStatus, event_id: int) -> None:
