@@ -207,13 +207,16 @@ def patch_run_status(
 
 
 def _default_timeout() -> float:
-    """The per-call deadline: ``ORCHESTRATOR_CLARIFAI_TIMEOUT`` if set, else 10 seconds."""
-    raw = os.environ.get("ORCHESTRATOR_CLARIFAI_TIMEOUT", "")
-    if not raw:
+    """The per-call deadline: the ``ORCHESTRATOR_CLARIFAI_TIMEOUT`` Django setting, else the
+    environment variable of that name, else 10 seconds."""
+    raw = _timeout_setting()
+    if raw is None:
+        raw = os.environ.get("ORCHESTRATOR_CLARIFAI_TIMEOUT", "")
+    if raw in ("", None):
         return DEFAULT_TIMEOUT
     try:
         value = float(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         value = 0.0
     if value <= 0:
         raise ClarifaiCallError(
@@ -221,6 +224,17 @@ def _default_timeout() -> float:
             code_name="BAD_TIMEOUT",
         )
     return value
+
+
+def _timeout_setting() -> Any:
+    """The ``ORCHESTRATOR_CLARIFAI_TIMEOUT`` Django setting, or None (also without Django)."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return getattr(settings, "ORCHESTRATOR_CLARIFAI_TIMEOUT", None)
+    except ImproperlyConfigured:
+        return None
 
 
 def _open_channel(base: str) -> grpc.Channel:

@@ -54,7 +54,9 @@ def deliver(run_id: int, event_id: int, attempt: int = 1) -> bool:
         ids = clarifai.resolve_ids(
             run.clarifai_pipeline_version_run_id, stored=stored_link(run), cwd=None
         )
-        clarifai.patch_run_status(ids, code, timeout=conf.get("ORCHESTRATOR_CLARIFAI_TIMEOUT"))
+        # The client reads ORCHESTRATOR_CLARIFAI_TIMEOUT itself and reports a bad value as a
+        # ClarifaiError, which is recorded below instead of crashing the worker.
+        clarifai.patch_run_status(ids, code)
     except ClarifaiError as exc:
         retryable = bool(getattr(exc, "retryable", False))
         events.record(

@@ -35,6 +35,8 @@ class ClarifaiPeer(service_pb2_grpc.V2Servicer):
         self.port = 0
         self.requests: list[service_pb2.PatchPipelineVersionRunsRequest] = []
         self.metadata: list[dict[str, str]] = []
+        #: Seconds each call had left before its client's deadline when it arrived (None: none).
+        self.deadlines: list[float | None] = []
         self.reset()
 
     def reset(self) -> None:
@@ -44,6 +46,7 @@ class ClarifaiPeer(service_pb2_grpc.V2Servicer):
         with self._lock:
             self.requests.clear()
             self.metadata.clear()
+            self.deadlines.clear()
         self.mode = "success"
         self.failure_code: int = status_code_pb2.CONN_DOES_NOT_EXIST
         self.failure_description = "Resource does not exist"
@@ -93,6 +96,7 @@ class ClarifaiPeer(service_pb2_grpc.V2Servicer):
         with self._lock:
             self.requests.append(request)
             self.metadata.append({key: value for key, value in context.invocation_metadata()})
+            self.deadlines.append(context.time_remaining())
             failing = self.fail_times > 0
             if failing:
                 self.fail_times -= 1
