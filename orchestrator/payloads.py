@@ -53,5 +53,6 @@ def build(
     if payload is not None:
         _check_size(payload, "--payload")
         result.update(_as_object(payload, "--payload"))
-    _check_size(json.dumps(result), "the payload")
+    # Measured as compactly as it could have been sent, so that no input within the limit fails.
+    _check_size(json.dumps(result, ensure_ascii=False, separators=(",", ":")), "the payload")
     return result

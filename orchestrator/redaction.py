@@ -14,6 +14,14 @@ SECRET_KEY_PATTERN = re.compile(
     r"webhook_url|webhook|url_secret|credentials?)$",
     re.IGNORECASE,
 )
+#: The same in camelCase or hyphenated names (accessToken, X-Api-Key), once split into words;
+#: a bare "key" there is too common a word (groupKey, sortKey) to mean a secret.
+SECRET_WORDS_PATTERN = re.compile(
+    r"(^|_)(api_?key|(access|private|secret|signing|routing|integration)_key|token|secret|"
+    r"password|passwd|authorization|webhook_url|credentials?)$",
+    re.IGNORECASE,
+)
+CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 #: Values that look like secrets whatever their key (bearer tokens, Slack hooks, URL passwords).
 SECRET_VALUE_PATTERNS = (
     re.compile(r"https://hooks\.slack\.com/\S+"),
@@ -21,11 +29,19 @@ SECRET_VALUE_PATTERNS = (
     re.compile(r"(?i)\bkey\s+[A-Za-z0-9]{16,}"),
     re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),  # user:password@ in URLs
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
+    # Credentials in a URL's query string: ?api-key=..., &token=..., &sig=...
+    re.compile(
+        r"(?i)(?<=[?&])(?:(?:[a-z]+[_-])?(?:api[_-]?)?(?:key|token|secret|password)|sig|signature)"
+        r"=[^&#\s\"']+"
+    ),
 )
 
 
 def is_secret_key(key: str, extra: Iterable[str] = ()) -> bool:
-    return key in extra or bool(SECRET_KEY_PATTERN.search(key))
+    if key in extra or SECRET_KEY_PATTERN.search(key):
+        return True
+    words = CAMEL_BOUNDARY.sub("_", key).replace("-", "_")
+    return bool(SECRET_WORDS_PATTERN.search(words))
 
 
 def redact_text(text: str) -> str:

@@ -16,7 +16,6 @@ from commands.base import OrchestratorCommand, RawHelpFormatter
 from orchestrator import definitions
 from orchestrator.errors import DefinitionError
 from orchestrator.models import PipelineDefinition
-from orchestrator.redaction import redact
 
 SAMPLES_DIR = Path(definitions.__file__).parent / "samples"
 
@@ -79,7 +78,9 @@ class Command(OrchestratorCommand):
         if stored is None:
             raise CommandError(f"Pipeline definition not found: {opts['name']}")
         self.line(f"# {stored.name} v{stored.version}{'' if stored.is_active else ' (inactive)'}")
-        self.line(json.dumps(redact(stored.config), indent=2, ensure_ascii=False))
+        self.line(
+            json.dumps(display.redacted_definition(stored.config), indent=2, ensure_ascii=False)
+        )
 
     def _validate(self, opts: dict[str, Any]) -> None:
         target = opts["target"]
@@ -88,6 +89,10 @@ class Command(OrchestratorCommand):
             if Path(target).exists()
             else PipelineDefinition.objects.filter(name=target).first()
         )
+        if stored is None and not Path(target).exists():
+            raise CommandError(
+                f"Pipeline definition not found: {target} (neither a file nor a stored definition)"
+            )
         data = stored.config if stored else definitions.load_file(target)
         problems = definitions.validate(data)
         if problems:
