@@ -48,6 +48,19 @@ def dry_run_lines(
     return lines
 
 
+def redacted_definition(data: Any) -> Any:
+    """A definition as stored or read from a file, with every node's secrets hidden."""
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+        return redact(data)
+    shown = [
+        {**node, "config": redact(node["config"], _secret_keys(str(node.get("type"))))}
+        if isinstance(node, dict) and "config" in node
+        else node
+        for node in data["nodes"]
+    ]
+    return redact({**data, "nodes": shown})
+
+
 def _node_runs(run: PipelineRun) -> list[NodeRun]:
     return list(run.node_runs.order_by("position", "id"))
 

@@ -98,14 +98,29 @@ def signal(ref: str | int, action: Action) -> ControlResult:
                 f"{ALLOWED_WHEN[action]}"
             )
         if target is Outcome.NOOP:
-            return ControlResult(
-                run, action, previous, previous, True, _noop_message(run, previous)
-            )
+            if _record_noop(run, action, previous):
+                return ControlResult(
+                    run, action, previous, previous, True, _noop_message(run, previous)
+                )
+            run.refresh_from_db()
+            continue
         message = _apply(run, action, previous, target)
         if message is not None:
             return ControlResult(run, action, previous, target, False, message)
         run.refresh_from_db()  # another host or a worker changed it first: decide again
     raise TransitionRefused(f"Pipeline run {run.pk} keeps changing status; try again")
+
+
+def _record_noop(run: PipelineRun, action: Action, status: RunStatus) -> bool:
+    """Record a repeated request (still a request, for the trail) if the run is still ``status``;
+    the row is written as by a transition, so the event takes its place in the trail in order."""
+    with transaction.atomic():
+        if not PipelineRun.objects.filter(pk=run.pk, status=status).update(status=status):
+            return False
+        events.record(
+            run.pk, REQUEST_EVENTS[action], previous=str(status), status=str(status), noop=True
+        )
+    return True
 
 
 def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunStatus) -> str | None:
@@ -129,8 +144,13 @@ def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunSta
         effect = RunEvent.CANCELLED
     elif resumed:
         fields.update(current_node=resume_node, resume_from="", dispatched_at=now)
+    # A field this change reads must not have moved since the run was read either: a run paused,
+    # resumed and paused again by others meanwhile has the same status but a new resume_from.
+    unchanged = {"current_node": run.current_node} if target == RunStatus.PAUSED else {}
+    if resumed:
+        unchanged["resume_from"] = resume_node
     with transaction.atomic():
-        if not PipelineRun.objects.filter(pk=run.pk, status=previous).update(**fields):
+        if not PipelineRun.objects.filter(pk=run.pk, status=previous, **unchanged).update(**fields):
             return None
         for name, value in fields.items():
             setattr(run, name, value)
@@ -203,6 +223,11 @@ def _message(run: PipelineRun, action: Action, previous: RunStatus) -> str:
     if previous == RunStatus.PAUSING:
         running = _running_node(run) or run.current_node
         return f"{head} has been resumed: the pause was withdrawn; node '{running}' carries on."
+    if dispatch.get().inline:
+        return (
+            f"{head} has been resumed: node '{run.current_node}' runs here, inline "
+            "(no broker is configured)."
+        )
     return f"{head} has been resumed: node '{run.current_node}' is queued."
 
 

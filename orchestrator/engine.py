@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestrator import conf, definitions, dispatch, events, nodes, signals
-from orchestrator.errors import NodeCancelled, NodeTimeout, OrchestratorError
+from orchestrator.errors import NodeCancelled, NodeError, NodeTimeout, OrchestratorError
 from orchestrator.heartbeat import Heartbeat, deadline
 from orchestrator.models import NodeRun, PipelineDefinition, PipelineRun, RunEvent
 from orchestrator.state import Action, NodeStatus, RunStatus, sources_for, transition
@@ -171,18 +171,25 @@ class Claim:
 def claim_node(run_id: int, spec: definitions.NodeSpec, task_id: str = "") -> Claim | None:
     """Claim ``spec`` of the run for this process, or None when it must not run now.
 
-    The run must be QUEUED or RUNNING (a PAUSING run settles to PAUSED before this node, a
-    CANCELLING one to CANCELLED); the node must be new, queued for a retry, or RUNNING with a
-    heartbeat gone stale. A COMPLETED node, or one running elsewhere, is left alone.
+    The run must be QUEUED or RUNNING with this node as its current one (a PAUSING run settles
+    to PAUSED before this node, a CANCELLING one to CANCELLED); the node must be new, queued for
+    a retry, or RUNNING with a heartbeat gone stale. A COMPLETED node, or one running elsewhere,
+    is left alone, and so is the run.
     """
     now = timezone.now()
-    claimed = PipelineRun.objects.filter(pk=run_id, status__in=sources_for(Action.START)).update(
-        status=RunStatus.RUNNING, current_node=spec.id, started_at=Coalesce("started_at", now)
-    )
-    if not claimed:
-        settle(run_id, resume_from=spec.id)
-        return None
     stale = now - timedelta(seconds=conf.get("ORCHESTRATOR_HEARTBEAT_TIMEOUT"))
+    for _ in range(5):
+        # Only a delivery of the node the run waits on may start it; a duplicate delivery of an
+        # earlier node must not move the run back.
+        if PipelineRun.objects.filter(
+            pk=run_id, status__in=sources_for(Action.START), current_node=spec.id
+        ).update(status=RunStatus.RUNNING, started_at=Coalesce("started_at", now)):
+            break
+        if not _awaits(run_id, spec.id, stale) or settle(run_id, resume_from=spec.id):
+            return None
+        # Nothing to settle: a pause was withdrawn meanwhile, so the node may start after all.
+    else:
+        return None
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
@@ -204,6 +211,15 @@ def claim_node(run_id: int, spec: definitions.NodeSpec, task_id: str = "") -> Cl
         logger.info("Node %s of run %s is completed or running elsewhere; skipped", spec.id, run_id)
         return None
     return Claim(node_run_id=row[0], attempt=row[1], started_at=now)
+
+
+def _awaits(run_id: int, node_id: str, stale: Any) -> bool:
+    """Whether the run waits on ``node_id`` with no node of it running: only then may this
+    delivery settle a pause or cancel (a duplicate of a node in flight leaves that to the node)."""
+    busy = NodeRun.objects.filter(run_id=run_id, status=NodeStatus.RUNNING, heartbeat__gte=stale)
+    return (
+        not busy.exists() and PipelineRun.objects.filter(pk=run_id, current_node=node_id).exists()
+    )
 
 
 # --- executing ----------------------------------------------------------------------------------
@@ -305,7 +321,14 @@ def _execute_claimed(
         error = f"Node '{spec.id}' timed out after {timeout:g} s"
         return _finish_failed(run_id, spec, claim, error, started), error
     except Exception as exc:  # any handler failure is recorded on the node, never lost
-        logger.warning("Node %s of run %s failed: %s", spec.id, run_id, exc, exc_info=True)
+        # A NodeError is the handler's message for the operator; anything else may be a bug.
+        logger.warning(
+            "Node %s of run %s failed: %s",
+            spec.id,
+            run_id,
+            exc,
+            exc_info=not isinstance(exc, NodeError),
+        )
         error = str(exc) or type(exc).__name__
         return _finish_failed(run_id, spec, claim, error, started), error
     return _finish_completed(run_id, spec, claim, output, started), ""
@@ -342,14 +365,21 @@ def _advance(run_id: int, spec: definitions.NodeSpec) -> None:
     if spec.next is None:
         _end_run(run_id, Action.COMPLETE)
         return
-    moved = PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        current_node=spec.next, dispatched_at=timezone.now()
-    )
-    if moved:
-        nxt = plans.get(run_id).definition.node(spec.next)
-        transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, nxt))
+    for _ in range(5):
+        if PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            current_node=spec.next, dispatched_at=timezone.now()
+        ):
+            break
+        if (
+            settle(run_id, resume_from=spec.next)
+            or not PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists()
+        ):
+            return
+        # A pause was withdrawn between the two statements: advance after all.
     else:
-        settle(run_id, resume_from=spec.next)
+        return
+    nxt = plans.get(run_id).definition.node(spec.next)
+    transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, nxt))
 
 
 def _finish_failed(
@@ -460,14 +490,16 @@ def _move_run(
             )
         if error:
             fields["error"] = details["error"] = error
-        if PipelineRun.objects.filter(pk=run_id, status=row["status"]).update(**fields):
-            if target == RunStatus.CANCELLED:
-                NodeRun.objects.filter(
-                    run_id=run_id, status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING]
-                ).update(status=NodeStatus.CANCELLED, finished_at=now)
-            event = events.record(run_id, EFFECT_EVENTS[target], **details)
-            _after_effect(run_id, target, event.pk)
-            return target
+        # The status and its event land together, so the trail never shows them out of order.
+        with transaction.atomic():
+            if PipelineRun.objects.filter(pk=run_id, status=row["status"]).update(**fields):
+                if target == RunStatus.CANCELLED:
+                    NodeRun.objects.filter(
+                        run_id=run_id, status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING]
+                    ).update(status=NodeStatus.CANCELLED, finished_at=now)
+                event = events.record(run_id, EFFECT_EVENTS[target], **details)
+                _after_effect(run_id, target, event.pk)
+                return target
     raise OrchestratorError(f"Run {run_id} kept changing status; could not {action} it")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -12,8 +13,8 @@ from django.core.management.base import CommandError
 
 from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from commands.progress import Progress, follow
-from orchestrator import clarifai, control, mirror
+from commands.progress import Progress, follow, inline_progress
+from orchestrator import clarifai, control, dispatch, mirror
 from orchestrator.errors import ClarifaiError
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import ALLOWED_WHEN, TERMINAL, Action, NodeStatus, RunStatus
@@ -149,6 +150,9 @@ class Command(OrchestratorCommand):
             self._control_remote(action, str(ref), ids, opts)
             return
         control.store_link(run, **ids)
+        if action == Action.RESUME and dispatch.get().inline:
+            self._resume_inline(run.pk, opts)
+            return
         result = control.signal(run.pk, action)
         run = result.run
         if opts["wait"] and not result.noop:
@@ -162,6 +166,29 @@ class Command(OrchestratorCommand):
             self.line(result.message)
             if opts["wait"] and run.status != result.status:
                 self.line(f"Pipeline run {run.pk} is now {run.status}.")
+
+    def _resume_inline(self, run_id: int, opts: dict[str, Any]) -> None:
+        """No broker: the rest of the run executes here, and ends with the result display."""
+        progress = Progress(sys.stderr, enabled=not opts["json"])
+        # Node output meant for a terminal (the console driver) must not mix into --json.
+        quiet = contextlib.redirect_stdout(sys.stderr) if opts["json"] else contextlib.nullcontext()
+        with inline_progress(progress, lambda: run_id), quiet:
+            try:
+                result = control.signal(run_id, Action.RESUME)
+            except KeyboardInterrupt:
+                control.interrupt(run_id)
+                raise CommandError(f"Interrupted: pipeline run {run_id} was cancelled.") from None
+        run = PipelineRun.objects.get(pk=run_id)
+        if opts["json"]:
+            self.line(display.dumps({**result.as_dict(), "status": run.status}))
+        else:
+            self.line(result.message)
+            if result.previous == RunStatus.PAUSED:
+                self.lines(["", *display.result_lines(run)])
+        if run.status == RunStatus.FAILED:
+            raise CommandError(f"Pipeline failed: {run.error}")
+        if run.status == RunStatus.CANCELLED:
+            raise CommandError(f"Pipeline run {run.pk} was cancelled")
 
     def _wait(self, run_id: int, action: Action, timeout: float) -> PipelineRun:
         deadline = time.monotonic() + timeout
@@ -192,7 +219,10 @@ class Command(OrchestratorCommand):
             resolved = clarifai.resolve_ids(ref, **ids)
         except ClarifaiError as exc:
             if any(ids.values()) or (Path.cwd() / clarifai.CONFIG_LOCK).exists():
-                raise
+                raise CommandError(
+                    f"Pipeline run not found: {ref}. No local run has this id, and the Clarifai "
+                    f"ids to reach it are incomplete. {exc}"
+                ) from exc
             raise CommandError(
                 f"Pipeline run not found: {ref}. No local run has this id, and no Clarifai ids "
                 f"were given to reach a Clarifai run: pass --user_id, --app_id, --pipeline_id and "
