@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -17,30 +18,65 @@ from orchestrator.models import NodeRun
 from orchestrator.state import NodeStatus
 
 
-class Heartbeat:
-    """Writes the node run's heartbeat every interval while the node runs, from its own thread,
-    so recovery can tell a busy worker from a lost one."""
+class _Beater:
+    """One thread per process writes the heartbeat of every node this process is running, so
+    that recovery can tell a busy worker from a lost one (and no node pays for a thread)."""
 
-    def __init__(self, node_run_id: int, attempt: int, interval: float | None = None) -> None:
-        self.node_run_id = node_run_id
-        self.attempt = attempt
-        self.interval = interval or conf.get("ORCHESTRATOR_HEARTBEAT_SECONDS")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, name="orchestrator-heartbeat", daemon=True
-        )
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._beating: dict[int, int] = {}  # node run id -> attempt
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
 
-    def _beat(self) -> None:
+    def add(self, node_run_id: int, attempt: int) -> None:
+        with self._lock:
+            self._beating[node_run_id] = attempt
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="orchestrator-heartbeat", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, node_run_id: int) -> None:
+        with self._lock:
+            self._beating.pop(node_run_id, None)
+
+    def _run(self) -> None:
         try:
-            while not self._stop.wait(self.interval):
-                NodeRun.objects.filter(
-                    pk=self.node_run_id, status=NodeStatus.RUNNING, attempt=self.attempt
-                ).update(heartbeat=timezone.now())
+            while True:
+                self._wake.wait(conf.get("ORCHESTRATOR_HEARTBEAT_SECONDS"))
+                with self._lock:
+                    beating = dict(self._beating)
+                if not beating:
+                    continue
+                now = timezone.now()
+                for node_run_id, attempt in beating.items():
+                    NodeRun.objects.filter(
+                        pk=node_run_id, status=NodeStatus.RUNNING, attempt=attempt
+                    ).update(heartbeat=now)
+                connection.close_if_unusable_or_obsolete()
         finally:
             connection.close()
 
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._beating = {}
+        self._thread = None
+
+
+_beater = _Beater()
+os.register_at_fork(after_in_child=_beater.reset_after_fork)
+
+
+class Heartbeat:
+    """While the block runs, the node run's heartbeat is written every heartbeat interval."""
+
+    def __init__(self, node_run_id: int, attempt: int) -> None:
+        self.node_run_id = node_run_id
+        self.attempt = attempt
+
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        _beater.add(self.node_run_id, self.attempt)
         return self
 
     def __exit__(
@@ -49,8 +85,7 @@ class Heartbeat:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        _beater.remove(self.node_run_id)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
@@ -59,3 +59,14 @@ def _defaults() -> dict:
 
 app.conf.update(_defaults())
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Celery's Django fix-up closes the database connection around every task unless told to reuse
+# it; a node task is a few short queries, so opening a connection each time would dominate it.
+# Connections are still released by Django's own rules (CONN_MAX_AGE, errors) after each task.
+app.conf.update(CELERY_DB_REUSE_MAX=int(os.environ.get("CELERY_DB_REUSE_MAX", "1000")))
+
+
+@signals.task_postrun.connect
+def _release_old_connections(**kwargs: object) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
