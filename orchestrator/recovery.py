@@ -37,7 +37,11 @@ class RecoveryReport:
 
 
 def recover() -> RecoveryReport:
-    """One recovery pass; returns what it re-dispatched."""
+    """One recovery pass; returns what it re-dispatched.
+
+    Raises BrokerUnavailable, having changed nothing, when the broker cannot take the work.
+    """
+    dispatch.get().check()
     report = RecoveryReport()
     now = timezone.now()
     stale_before = now - timedelta(seconds=conf.get("ORCHESTRATOR_HEARTBEAT_TIMEOUT"))

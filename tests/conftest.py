@@ -312,3 +312,16 @@ def wait_for(
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(autouse=True)
+def _open_broker_pools() -> None:
+    """Fresh broker connection pools for each test: an earlier test's ``broker`` teardown closed
+    the shared ones, and Celery would keep handing them out ("Acquire on closed pool")."""
+    from kombu import pools
+
+    from workers.celery import app
+
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None

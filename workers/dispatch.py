@@ -14,13 +14,18 @@ if TYPE_CHECKING:
 class CeleryDispatcher:
     inline = False
 
-    def check(self, timeout: float = 3.0) -> None:
+    def check(self, timeout: float = 2.0) -> None:
         """Raise BrokerUnavailable unless the broker answers within ``timeout`` seconds."""
         from workers.celery import app
 
         url = app.conf.broker_url or conf.broker_url()
+        # Every wait bounded by ``timeout``: a broker that accepts connections and never answers
+        # must not hold the caller for the transport's usual socket timeout.
+        bounded = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         try:
-            with app.connection_for_write() as connection:
+            with app.connection_for_write(
+                connect_timeout=timeout, transport_options=bounded
+            ) as connection:
                 connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
         except Exception as exc:  # kombu raises transport-specific errors
             raise BrokerUnavailable(f"Cannot reach the broker at {_safe(url)}: {exc}") from exc
