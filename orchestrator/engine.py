@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models.functions import Coalesce
+from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import conf, definitions, dispatch, events, nodes, signals
+from orchestrator import conf, definitions, dispatch, events, nodes, signals, statements
 from orchestrator.errors import NodeCancelled, NodeError, NodeTimeout, OrchestratorError
 from orchestrator.heartbeat import Heartbeat, deadline
 from orchestrator.models import NodeRun, PipelineDefinition, PipelineRun, RunEvent
-from orchestrator.state import Action, NodeStatus, RunStatus, sources_for, transition
+from orchestrator.state import Action, NodeStatus, RunStatus, transition
 
 logger = logging.getLogger(__name__)
 
@@ -146,20 +145,6 @@ def node_timeout(spec: definitions.NodeSpec) -> float:
 
 # --- claiming -----------------------------------------------------------------------------------
 
-_CLAIM_SQL = """
-INSERT INTO orchestrator_noderun
-    (run_id, node_id, node_type, position, status, attempt, task_id, worker, heartbeat,
-     started_at, error)
-VALUES (%s, %s, %s, %s, 'RUNNING', 1, %s, %s, %s, %s, '')
-ON CONFLICT (run_id, node_id) DO UPDATE SET
-    status = 'RUNNING', attempt = orchestrator_noderun.attempt + 1, task_id = excluded.task_id,
-    worker = excluded.worker, heartbeat = excluded.heartbeat, started_at = excluded.started_at,
-    finished_at = NULL, error = ''
-WHERE orchestrator_noderun.status IN ('QUEUED', 'RETRYING')
-   OR (orchestrator_noderun.status = 'RUNNING' AND orchestrator_noderun.heartbeat < %s)
-RETURNING id, attempt
-"""
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -181,36 +166,20 @@ def claim_node(run_id: int, spec: definitions.NodeSpec, task_id: str = "") -> Cl
     for _ in range(5):
         # Only a delivery of the node the run waits on may start it; a duplicate delivery of an
         # earlier node must not move the run back.
-        if PipelineRun.objects.filter(
-            pk=run_id, status__in=sources_for(Action.START), current_node=spec.id
-        ).update(status=RunStatus.RUNNING, started_at=Coalesce("started_at", now)):
+        run_claimed, node = statements.claim(
+            run_id, spec.id, spec.type, spec.position, task_id, events.identity(), now, stale
+        )
+        if run_claimed:
             break
         if not _awaits(run_id, spec.id, stale) or settle(run_id, resume_from=spec.id):
             return None
         # Nothing to settle: a pause was withdrawn meanwhile, so the node may start after all.
     else:
         return None
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM_SQL,
-            [
-                run_id,
-                spec.id,
-                spec.type,
-                spec.position,
-                task_id,
-                events.identity(),
-                adapt(now),
-                adapt(now),
-                adapt(stale),
-            ],
-        )
-        row = cursor.fetchone()
-    if row is None:
+    if node is None:
         logger.info("Node %s of run %s is completed or running elsewhere; skipped", spec.id, run_id)
         return None
-    return Claim(node_run_id=row[0], attempt=row[1], started_at=now)
+    return Claim(node_run_id=node[0], attempt=node[1], started_at=now)
 
 
 def _awaits(run_id: int, node_id: str, stale: Any) -> bool:
@@ -348,15 +317,31 @@ def _finish_completed(
     run_id: int, spec: definitions.NodeSpec, claim: Claim, output: Any, started: float
 ) -> NodeStatus | None:
     with transaction.atomic():
-        recorded = _node_row(claim).update(
-            status=NodeStatus.COMPLETED,
-            output=output,
-            finished_at=timezone.now(),
-            duration_ms=_elapsed_ms(started),
-        )
+        if spec.next is not None:
+            # The common case, in as few round trips as the database allows.
+            recorded, advanced = statements.complete_and_advance(
+                claim.node_run_id,
+                claim.attempt,
+                output,
+                _elapsed_ms(started),
+                run_id,
+                spec.next,
+                timezone.now(),
+            )
+        else:
+            recorded = _node_row(claim).update(
+                status=NodeStatus.COMPLETED,
+                output=output,
+                finished_at=timezone.now(),
+                duration_ms=_elapsed_ms(started),
+            )
+            advanced = False
         if not recorded:  # another worker reclaimed this node meanwhile; its result stands
             return None
-        _advance(run_id, spec)
+        if advanced:
+            _enqueue_after_commit(run_id, spec.next)
+        else:
+            _advance(run_id, spec)
     return NodeStatus.COMPLETED
 
 
@@ -378,7 +363,11 @@ def _advance(run_id: int, spec: definitions.NodeSpec) -> None:
         # A pause was withdrawn between the two statements: advance after all.
     else:
         return
-    nxt = plans.get(run_id).definition.node(spec.next)
+    _enqueue_after_commit(run_id, spec.next)
+
+
+def _enqueue_after_commit(run_id: int, node_id: str) -> None:
+    nxt = plans.get(run_id).definition.node(node_id)
     transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, nxt))
 
 

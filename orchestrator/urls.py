@@ -5,6 +5,6 @@ from django.urls import path
 
 # The admin is registered here rather than autodiscovered at start-up, which keeps the CLI's
 # start-up free of admin imports (settings use SimpleAdminConfig).
-import orchestrator.admin  # noqa: F401, E402
+import orchestrator.admin  # noqa: F401
 
 urlpatterns = [path("admin/", admin.site.urls)]

@@ -1,0 +1,141 @@
+"""The engine's hot-path SQL: claiming a node and recording a completed one.
+
+On PostgreSQL each is one statement (data-modifying CTEs), so a node costs two round trips;
+elsewhere (SQLite) each is two statements, the second pair inside the caller's transaction.
+Every statement is a compare-and-set: it changes a row only from the states the engine allows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from orchestrator.models import NodeRun, PipelineRun
+from orchestrator.state import Action, RunStatus, sources_for
+
+RUN = PipelineRun._meta.db_table
+NODE = NodeRun._meta.db_table
+STARTABLE = ", ".join(f"'{s.value}'" for s in sources_for(Action.START))
+
+_UPSERT_NODE = f"""
+INSERT INTO {NODE}
+    (run_id, node_id, node_type, position, status, attempt, task_id, worker, heartbeat,
+     started_at, error)
+{{source}}
+ON CONFLICT (run_id, node_id) DO UPDATE SET
+    status = 'RUNNING', attempt = {NODE}.attempt + 1, task_id = excluded.task_id,
+    worker = excluded.worker, heartbeat = excluded.heartbeat, started_at = excluded.started_at,
+    finished_at = NULL, error = ''
+WHERE {NODE}.status IN ('QUEUED', 'RETRYING')
+   OR ({NODE}.status = 'RUNNING' AND {NODE}.heartbeat < %(stale)s)
+RETURNING id, attempt
+"""
+_NODE_VALUES = (
+    "%(run)s, %(node)s, %(type)s, %(position)s, 'RUNNING', 1, %(task)s, %(worker)s, %(now)s, "
+    "%(now)s, ''"
+)
+_CLAIM_RUN = f"""
+UPDATE {RUN} SET status = 'RUNNING', started_at = COALESCE(started_at, %(now)s)
+WHERE id = %(run)s AND status IN ({STARTABLE}) AND current_node = %(node)s
+"""
+_CLAIM_PG = f"""
+WITH claimed_run AS ({_CLAIM_RUN} RETURNING id),
+claimed_node AS ({_UPSERT_NODE.format(source=f"SELECT {_NODE_VALUES} FROM claimed_run")})
+SELECT (SELECT count(*) FROM claimed_run), claimed_node.id, claimed_node.attempt
+FROM (SELECT 1) AS one LEFT JOIN claimed_node ON true
+"""
+_COMPLETE_NODE = f"""
+UPDATE {NODE} SET status = 'COMPLETED', output = %(output)s{{cast}}, finished_at = %(now)s,
+    duration_ms = %(duration)s
+WHERE id = %(id)s AND status = 'RUNNING' AND attempt = %(attempt)s
+"""
+_ADVANCE_RUN = f"""
+UPDATE {RUN} SET current_node = %(next)s, dispatched_at = %(now)s
+WHERE id = %(run)s AND status = '{RunStatus.RUNNING.value}'
+"""
+_COMPLETE_PG = f"""
+WITH node AS ({_COMPLETE_NODE.format(cast="::jsonb")} RETURNING id),
+moved AS ({_ADVANCE_RUN} AND EXISTS (SELECT 1 FROM node) RETURNING id)
+SELECT (SELECT count(*) FROM node), (SELECT count(*) FROM moved)
+"""
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _fetch(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _rowcount(sql: str, params: dict[str, Any]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def claim(
+    run_id: int,
+    node_id: str,
+    node_type: str,
+    position: int,
+    task_id: str,
+    worker: str,
+    now: datetime,
+    stale: datetime,
+) -> tuple[bool, tuple[int, int] | None]:
+    """Claim the run (it must await this node) and then the node; returns whether the run was
+    claimed, and the node run's (id, attempt) when the node was too."""
+    adapt = connection.ops.adapt_datetimefield_value
+    params = {
+        "run": run_id,
+        "node": node_id,
+        "type": node_type,
+        "position": position,
+        "task": task_id,
+        "worker": worker,
+        "now": adapt(now),
+        "stale": adapt(stale),
+    }
+    if _postgres():
+        row = _fetch(_CLAIM_PG, params)
+        assert row is not None
+        return bool(row[0]), (row[1], row[2]) if row[1] is not None else None
+    if not _rowcount(_CLAIM_RUN, params):
+        return False, None
+    node = _fetch(_UPSERT_NODE.format(source=f"VALUES ({_NODE_VALUES})"), params)
+    return True, (node[0], node[1]) if node else None
+
+
+def complete_and_advance(
+    node_run_id: int,
+    attempt: int,
+    output: Any,
+    duration_ms: float | None,
+    run_id: int,
+    next_id: str,
+    now: datetime,
+) -> tuple[bool, bool]:
+    """Record the node COMPLETED and point the RUNNING run at ``next_id``; returns (recorded,
+    advanced). Outside PostgreSQL the caller must hold a transaction."""
+    params = {
+        "id": node_run_id,
+        "attempt": attempt,
+        "output": json.dumps(output),
+        "duration": duration_ms,
+        "now": connection.ops.adapt_datetimefield_value(now),
+        "run": run_id,
+        "next": next_id,
+    }
+    if _postgres():
+        row = _fetch(_COMPLETE_PG, params)
+        assert row is not None
+        return bool(row[0]), bool(row[1])
+    if not _rowcount(_COMPLETE_NODE.format(cast=""), params):
+        return False, False
+    return True, bool(_rowcount(_ADVANCE_RUN, params))
