@@ -67,6 +67,11 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+def one_statement_completion() -> bool:
+    """Whether :func:`complete_and_advance` is atomic without a surrounding transaction."""
+    return _postgres()
+
+
 def _fetch(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
