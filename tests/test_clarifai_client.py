@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -41,21 +40,12 @@ pipeline:
 """
 
 
-@pytest.fixture(scope="module")
-def running_peer() -> Iterator[ClarifaiPeer]:
-    peer = ClarifaiPeer().start()
-    yield peer
-    peer.stop()
-
-
 @pytest.fixture
-def peer(running_peer: ClarifaiPeer, monkeypatch: pytest.MonkeyPatch) -> ClarifaiPeer:
-    """The module's peer, reset, with CLARIFAI_PAT and CLARIFAI_API_BASE pointing at it."""
-    running_peer.reset()
+def peer(clarifai_peer: ClarifaiPeer, monkeypatch: pytest.MonkeyPatch) -> ClarifaiPeer:
+    """The shared peer, reset, with this file's PAT and the default deadline."""
     monkeypatch.setenv("CLARIFAI_PAT", PAT)
-    monkeypatch.setenv("CLARIFAI_API_BASE", running_peer.base)
     monkeypatch.delenv("ORCHESTRATOR_CLARIFAI_TIMEOUT", raising=False)
-    return running_peer
+    return clarifai_peer
 
 
 def unused_port() -> int:
