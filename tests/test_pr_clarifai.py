@@ -190,7 +190,7 @@ def test_a_stalled_clarifai_cannot_hang_the_cli(pr: CLI, clarifai_peer: Clarifai
 def test_cli_calls_carry_a_ten_second_deadline_by_default(pr: CLI, clarifai_peer: ClarifaiPeer):
     pr("pr", "pause", "pvr-7", *FLAGS, check=True)
     [remaining] = clarifai_peer.deadlines
-    assert 8 < remaining <= 10
+    assert 8 < remaining <= 10.5  # the peer reads the deadline with a little clock slack
 
 
 @pytest.mark.parametrize(
