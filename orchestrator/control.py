@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import dispatch, events, mirror
+from orchestrator import dispatch, engine, events, mirror
 from orchestrator.errors import RunNotFound, TransitionRefused
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
@@ -135,12 +135,7 @@ def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunSta
         fields.update(resume_from=run.current_node, current_node="")
         effect = RunEvent.PAUSED
     elif target == RunStatus.CANCELLED:
-        started = run.started_at or now
-        fields.update(
-            finished_at=now,
-            current_node="",
-            duration_ms=round((now - started).total_seconds() * 1000, 2),
-        )
+        fields.update(engine.ended_fields(run.started_at, now))
         effect = RunEvent.CANCELLED
     elif resumed:
         fields.update(current_node=resume_node, resume_from="", dispatched_at=now)
@@ -162,29 +157,17 @@ def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunSta
             details = {"resume_from": run.resume_from} if effect == RunEvent.PAUSED else {}
             mirrored = events.record(run.pk, effect, **details)
         if target == RunStatus.CANCELLED:
-            NodeRun.objects.filter(
-                run_id=run.pk, status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING]
-            ).update(status=NodeStatus.CANCELLED, finished_at=now)
+            engine.cancel_pending_nodes(run.pk, now)
         message = _message(run, action, previous)
         if effect is not None or resumed:
             mirror.schedule(run.pk, mirrored.pk)
         if resumed:
-            _enqueue_resumed(run.pk, resume_node)
+            engine.enqueue_after_commit(run.pk, resume_node)
     return message
 
 
-def _enqueue_resumed(run_id: int, node_id: str) -> None:
-    from orchestrator import engine
-
-    spec = engine.plans.get(run_id).definition.node(node_id)
-    transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec))
-
-
 def _next_of(run: PipelineRun, node_id: str) -> str | None:
-    for node in run.config.get("nodes", []):
-        if node.get("id") == node_id:
-            return node.get("next")
-    return None
+    return engine.plans.get(run.pk).definition.node(node_id).next
 
 
 def _running_node(run: PipelineRun) -> str | None:
@@ -237,8 +220,6 @@ def _noop_message(run: PipelineRun, status: RunStatus) -> str:
 
 def interrupt(ref: str | int) -> None:
     """The process executing a run inline is stopping (Ctrl-C): cancel the run and its node."""
-    from orchestrator import engine
-
     run = get_run(ref)
     try:
         signal(run.pk, Action.CANCEL)

@@ -342,7 +342,7 @@ def _finish_completed(
         if not recorded:  # another worker reclaimed this node meanwhile; its result stands
             return None
         if advanced:
-            _enqueue_after_commit(run_id, spec.next)
+            enqueue_after_commit(run_id, spec.next)
         else:
             _advance(run_id, spec)
     return NodeStatus.COMPLETED
@@ -366,10 +366,11 @@ def _advance(run_id: int, spec: definitions.NodeSpec) -> None:
         # A pause was withdrawn between the two statements: advance after all.
     else:
         return
-    _enqueue_after_commit(run_id, spec.next)
+    enqueue_after_commit(run_id, spec.next)
 
 
-def _enqueue_after_commit(run_id: int, node_id: str) -> None:
+def enqueue_after_commit(run_id: int, node_id: str) -> None:
+    """Hand ``node_id`` of the run to the executor once the current transaction commits."""
     nxt = plans.get(run_id).definition.node(node_id)
     transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, nxt))
 
@@ -451,6 +452,23 @@ def settle(run_id: int, resume_from: str = "") -> RunStatus | None:
     return _move_run(run_id, Action.SETTLE, resume_from=resume_from)
 
 
+def ended_fields(started_at: Any, now: Any) -> dict[str, Any]:
+    """The fields a run gets when it reaches a terminal status."""
+    started = started_at or now
+    return {
+        "finished_at": now,
+        "current_node": "",
+        "duration_ms": round((now - started).total_seconds() * 1000, 2),
+    }
+
+
+def cancel_pending_nodes(run_id: int, now: Any) -> None:
+    """Nodes of a cancelled run that were queued or waiting for a retry will not run."""
+    NodeRun.objects.filter(
+        run_id=run_id, status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING]
+    ).update(status=NodeStatus.CANCELLED, finished_at=now)
+
+
 EFFECT_EVENTS = {
     RunStatus.PAUSED: RunEvent.PAUSED,
     RunStatus.COMPLETED: RunEvent.COMPLETED,
@@ -476,19 +494,14 @@ def _move_run(
         if target == RunStatus.PAUSED:
             fields["resume_from"] = details["resume_from"] = resume_from
         else:
-            started = row["started_at"] or now
-            fields.update(
-                finished_at=now, duration_ms=round((now - started).total_seconds() * 1000, 2)
-            )
+            fields.update(ended_fields(row["started_at"], now))
         if error:
             fields["error"] = details["error"] = error
         # The status and its event land together, so the trail never shows them out of order.
         with transaction.atomic():
             if PipelineRun.objects.filter(pk=run_id, status=row["status"]).update(**fields):
                 if target == RunStatus.CANCELLED:
-                    NodeRun.objects.filter(
-                        run_id=run_id, status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING]
-                    ).update(status=NodeStatus.CANCELLED, finished_at=now)
+                    cancel_pending_nodes(run_id, now)
                 event = events.record(run_id, EFFECT_EVENTS[target], **details)
                 _after_effect(run_id, target, event.pk)
                 return target

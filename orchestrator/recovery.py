@@ -65,7 +65,7 @@ def recover() -> RecoveryReport:
                 reason="worker went silent",
                 last_heartbeat=heartbeat.isoformat() if heartbeat else None,
             )
-            _enqueue_after_commit(run_id, node_id)
+            engine.enqueue_after_commit(run_id, node_id)
         report.stale_nodes.append((run_id, node_id))
 
     quiet_before = now - timedelta(seconds=conf.get("ORCHESTRATOR_REDISPATCH_AFTER"))
@@ -92,11 +92,6 @@ def recover() -> RecoveryReport:
                 reason="nothing running or queued",
                 dispatched_at=dispatched_at.isoformat(),
             )
-            _enqueue_after_commit(run_id, node_id)
+            engine.enqueue_after_commit(run_id, node_id)
         report.stalled_runs.append((run_id, node_id))
     return report
-
-
-def _enqueue_after_commit(run_id: int, node_id: str) -> None:
-    spec = engine.plans.get(run_id).definition.node(node_id)
-    transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec))
