@@ -75,10 +75,19 @@ def recover() -> RecoveryReport:
         .values_list("pk", "current_node", "dispatched_at")
     )
     for run_id, node_id, dispatched_at in stalled:
-        busy = NodeRun.objects.filter(
-            run_id=run_id, node_id=node_id, status__in=[NodeStatus.RUNNING, NodeStatus.COMPLETED]
-        ).exists()
-        if busy:
+        node_status = (
+            NodeRun.objects.filter(run_id=run_id, node_id=node_id)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if node_status == NodeStatus.COMPLETED:
+            # The node was recorded but the process stopped before settling a pause or cancel
+            # asked for meanwhile (two statements apart): settle it now.
+            nxt = engine.plans.get(run_id).definition.node(node_id).next
+            if engine.settle(run_id, resume_from=nxt or ""):
+                report.stalled_runs.append((run_id, node_id))
+            continue
+        if node_status == NodeStatus.RUNNING:
             continue
         with transaction.atomic():
             if not PipelineRun.objects.filter(pk=run_id, dispatched_at=dispatched_at).update(

@@ -246,3 +246,22 @@ def test_celery_beat_runs_recovery_periodically_so_a_lost_run_completes_unaided(
         "Sending due task orchestrator-recover (workers.tasks.recover)"
         in (tmp_path / "beat.log").read_text()
     )
+
+
+def test_recovery_settles_a_pause_left_between_a_recorded_node_and_its_settling():
+    """A worker recorded its node, then stopped before settling the pause asked for meanwhile."""
+    definition = linear("halfway", wait("first"), wait("second"))
+    run = engine.create_run(definition, payload={})
+    claim = engine.claim_node(run.pk, definition.entry)
+    assert claim is not None
+    NodeRun.objects.filter(pk=claim.node_run_id).update(status=NodeStatus.COMPLETED)
+    PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.PAUSING)
+    time.sleep(QUIET)
+
+    report = recovery.recover()
+
+    run.refresh_from_db()
+    assert (run.status, run.resume_from) == (RunStatus.PAUSED, "second")
+    assert report.stalled_runs == [(run.pk, "first")]
+    assert not NodeRun.objects.filter(run=run, node_id="second").exists()
+    assert recovery.recover().total == 0
