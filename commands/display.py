@@ -150,7 +150,8 @@ def status_lines(run: PipelineRun) -> list[str]:
         "Nodes:",
         f"  {'NODE':<16} {'TYPE':<13} {'STATUS':<10} {'TRY':>3} {'DURATION':>11}  WORKER",
     ]
-    for node in _node_runs(run):
+    node_runs = _node_runs(run)
+    for node in node_runs:
         duration = f"{node.duration_ms:.2f}ms" if node.duration_ms is not None else "-"
         lines.append(
             f"  {node.node_id[:16]:<16} {node.node_type[:13]:<13} {node.status:<10} "
@@ -158,14 +159,29 @@ def status_lines(run: PipelineRun) -> list[str]:
         )
         if node.error:
             lines.append(f"  {'':<16} error: {redact(node.error)}")
-    lines += ["", "Events:"]
+    lines += ["", "Timeline:"]
+    lines += [f"  {at:%H:%M:%S.%f}"[:-3] + f"  {text}" for at, _, text in timeline(run, node_runs)]
+    return lines
+
+
+def timeline(run: PipelineRun, node_runs: list[NodeRun]) -> list[tuple[Any, int, str]]:
+    """The run's events merged with its nodes' starts and ends (kept on the node runs, so that
+    the hot path writes no event rows), in time order."""
+    entries: list[tuple[Any, int, str]] = []
     for event in run.events.order_by("id"):
         where = f"{event.host}:{event.pid}" if event.pid else event.host
         node = f" [{event.node_id}]" if event.node_id else ""
         details = {k: v for k, v in redact(event.details).items() if v not in (None, "")}
         extra = " " + ", ".join(f"{k}={v}" for k, v in details.items()) if details else ""
-        lines.append(f"  {event.at:%H:%M:%S.%f}"[:-3] + f"  {event.kind}{node}  ({where}){extra}")
-    return lines
+        entries.append((event.at, 1, f"{event.kind}{node}  ({where}){extra}"))
+    for node in node_runs:
+        where = f"  ({node.worker})" if node.worker else ""
+        if node.started_at:
+            entries.append((node.started_at, 0, f"node started [{node.node_id}]{where}"))
+        if node.finished_at:
+            status = str(node.status).lower()
+            entries.append((node.finished_at, 0, f"node {status} [{node.node_id}]{where}"))
+    return sorted(entries, key=lambda entry: (entry[0], entry[1]))
 
 
 def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
@@ -192,6 +208,8 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
                 "status": n.status,
                 "attempt": n.attempt,
                 "worker": n.worker or None,
+                "started_at": n.started_at.isoformat() if n.started_at else None,
+                "finished_at": n.finished_at.isoformat() if n.finished_at else None,
                 "duration_ms": n.duration_ms,
                 "output": redact(n.output, _secret_keys(n.node_type)),
                 "error": redact(n.error) or None,

@@ -297,7 +297,7 @@ def test_pr_list_shows_runs_newest_first_with_filters_pages_and_json(cli: CLI):
     ]
 
 
-def test_pr_status_shows_each_node_and_the_event_timeline(cli: CLI):
+def test_pr_status_shows_each_node_and_the_timeline_of_events_and_nodes(cli: CLI):
     run = stored_run()
     control.signal(run.pk, Action.PAUSE)
     control.signal(run.pk, Action.RESUME)  # no broker here: the rest runs inline, to the end
@@ -305,14 +305,18 @@ def test_pr_status_shows_each_node_and_the_event_timeline(cli: CLI):
 
     text = cli("pr", "status", str(run.pk), check=True).stdout.splitlines()
     assert text[0] == f"Pipeline run {run.pk}: COMPLETED"
-    nodes = text[text.index("Nodes:") + 1 : text.index("Events:")]
+    nodes = text[text.index("Nodes:") + 1 : text.index("Timeline:") - 1]
     assert nodes[0].split() == ["NODE", "TYPE", "STATUS", "TRY", "DURATION", "WORKER"]
     for line, node_id in zip(nodes[1:3], ("a", "b"), strict=True):
         fields = line.split()
         assert fields[:4] == [node_id, "wait", "COMPLETED", "1"]
         assert fields[4].endswith("ms") and fields[5] == here
-    timeline = [line.split("  ")[2] for line in text[text.index("Events:") + 1 :]]
-    assert timeline == ["queued", "pause requested", "paused", "resumed", "completed"]
+    timeline = [line.split("  ")[2] for line in text[text.index("Timeline:") + 1 :]]
+    assert timeline == [
+        "queued", "pause requested", "paused", "resumed",
+        "node started [a]", "node completed [a]", "node started [b]", "node completed [b]",
+        "completed",
+    ]  # fmt: skip
 
     data = json.loads(cli("pr", "status", str(run.pk), "--json", check=True).stdout)
     assert data["status"] == "COMPLETED"
@@ -321,7 +325,7 @@ def test_pr_status_shows_each_node_and_the_event_timeline(cli: CLI):
         ("b", "COMPLETED", 1, here),
     ]
     assert all(n["duration_ms"] is not None for n in data["nodes"])
-    assert [e["kind"] for e in data["events"]] == timeline
+    assert [e["kind"] for e in data["events"]] == [t for t in timeline if "[" not in t]
     assert data["events"][1]["details"] == {"previous": "QUEUED", "status": "PAUSED"}
     assert {(e["host"], e["pid"]) for e in data["events"]} == {(socket.gethostname(), os.getpid())}
 
