@@ -184,6 +184,15 @@ def timeline(run: PipelineRun, node_runs: list[NodeRun]) -> list[tuple[Any, int,
     return sorted(entries, key=lambda entry: (entry[0], entry[1]))
 
 
+def outcome_error(run: PipelineRun) -> str | None:
+    """The error a command exits with for a run that failed or was cancelled, else None."""
+    if run.status == RunStatus.FAILED:
+        return f"Pipeline failed: {run.error}"
+    if run.status == RunStatus.CANCELLED:
+        return f"Pipeline run {run.pk} was cancelled"
+    return None
+
+
 def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "run_id": run.pk,

@@ -6,12 +6,15 @@ database, which is where workers on other hosts record their nodes.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from typing import Any, TextIO
 
-from orchestrator import signals
+from django.core.management.base import CommandError
+
+from orchestrator import control, signals
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import TERMINAL, NodeStatus, RunStatus
 
@@ -69,6 +72,19 @@ def inline_progress(progress: Progress, run_id: Callable[[], int | None]) -> Ite
     finally:
         signals.node_started.disconnect(on_start)
         signals.node_finished.disconnect(on_finish)
+
+
+@contextmanager
+def executing_here(run_id: int, progress: Progress, as_json: bool) -> Iterator[None]:
+    """Nodes of ``run_id`` run in this process (no broker): progress lines, stdout kept for
+    --json alone, and Ctrl-C cancels the run, since nothing else would ever finish it."""
+    quiet = redirect_stdout(sys.stderr) if as_json else nullcontext()
+    with inline_progress(progress, lambda: run_id), quiet:
+        try:
+            yield
+        except KeyboardInterrupt:
+            control.interrupt(run_id)
+            raise CommandError(f"Interrupted: pipeline run {run_id} was cancelled.") from None
 
 
 def follow(

@@ -542,3 +542,29 @@ def test_fresh_database_file_is_created_and_migrated_on_first_use(cli: CLI, tmp_
     assert {"orchestrator", "contenttypes", "auth"} <= applied
     assert runs == [("health-check", "COMPLETED")]
     assert nothing_recorded()  # the test database saw none of it
+
+
+def test_ctrl_c_on_an_inline_run_cancels_it_and_its_node(cli: CLI, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    config = write_json(tmp_path / "long.json", {"name": "long", "nodes": [
+        {"id": "hold", "type": "wait", "config": {"seconds": 30}, "next": "after"},
+        {"id": "after", "type": "wait", "config": {"seconds": 0}},
+    ]})  # fmt: skip
+    process = cli.popen("run_pipeline", "--config", str(config))
+    deadline = time.monotonic() + 30
+    while not NodeRun.objects.filter(node_id="hold", status="RUNNING").exists():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=15)
+
+    run = only_run()
+    assert process.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        f"CommandError: Interrupted: pipeline run {run.pk} was cancelled."
+    )
+    assert run.status == "CANCELLED"
+    assert NodeRun.objects.get(run=run, node_id="hold").status == "CANCELLED"
+    assert not NodeRun.objects.filter(run=run, node_id="after").exists()

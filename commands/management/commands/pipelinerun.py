@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from django.core.management.base import CommandError
 
 from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from commands.progress import Progress, follow, inline_progress
+from commands.progress import Progress, executing_here, follow
 from orchestrator import clarifai, control, dispatch, mirror
 from orchestrator.errors import ClarifaiError
 from orchestrator.models import NodeRun, PipelineRun
@@ -170,14 +169,8 @@ class Command(OrchestratorCommand):
     def _resume_inline(self, run_id: int, opts: dict[str, Any]) -> None:
         """No broker: the rest of the run executes here, and ends with the result display."""
         progress = Progress(sys.stderr, enabled=not opts["json"])
-        # Node output meant for a terminal (the console driver) must not mix into --json.
-        quiet = contextlib.redirect_stdout(sys.stderr) if opts["json"] else contextlib.nullcontext()
-        with inline_progress(progress, lambda: run_id), quiet:
-            try:
-                result = control.signal(run_id, Action.RESUME)
-            except KeyboardInterrupt:
-                control.interrupt(run_id)
-                raise CommandError(f"Interrupted: pipeline run {run_id} was cancelled.") from None
+        with executing_here(run_id, progress, opts["json"]):
+            result = control.signal(run_id, Action.RESUME)
         run = PipelineRun.objects.get(pk=run_id)
         if opts["json"]:
             self.line(display.dumps({**result.as_dict(), "status": run.status}))
@@ -185,10 +178,8 @@ class Command(OrchestratorCommand):
             self.line(result.message)
             if result.previous == RunStatus.PAUSED:
                 self.lines(["", *display.result_lines(run)])
-        if run.status == RunStatus.FAILED:
-            raise CommandError(f"Pipeline failed: {run.error}")
-        if run.status == RunStatus.CANCELLED:
-            raise CommandError(f"Pipeline run {run.pk} was cancelled")
+        if error := display.outcome_error(run):
+            raise CommandError(error)
 
     def _wait(self, run_id: int, action: Action, timeout: float) -> PipelineRun:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ from django.core.management.base import CommandError
 
 from commands import display
 from commands.base import OrchestratorCommand
-from commands.progress import Progress, follow, inline_progress
-from orchestrator import builtin, clarifai, control, definitions, dispatch, engine, payloads
+from commands.progress import Progress, executing_here, follow
+from orchestrator import builtin, clarifai, definitions, dispatch, engine, payloads
 from orchestrator.errors import DefinitionError
 from orchestrator.models import PipelineDefinition, PipelineRun
 from orchestrator.state import RunStatus
@@ -116,11 +115,8 @@ class Command(OrchestratorCommand):
         )
         progress = Progress(sys.stderr, enabled=not opts["quiet"] and not opts["detach"])
         if dispatcher.inline:
-            # Node output meant for a terminal (the console driver) must not mix into --json.
-            with (
-                contextlib.redirect_stdout(sys.stderr) if opts["json"] else contextlib.nullcontext()
-            ):
-                self._run_inline(run, progress)
+            with executing_here(run.pk, progress, opts["json"]):
+                engine.dispatch_run(run)
         else:
             self._queue(run, progress, opts)
             if opts["detach"]:
@@ -174,14 +170,6 @@ class Command(OrchestratorCommand):
             ids.pipeline_version_run_id,
         )
 
-    def _run_inline(self, run: PipelineRun, progress: Progress) -> None:
-        with inline_progress(progress, lambda: run.pk):
-            try:
-                engine.dispatch_run(run)
-            except KeyboardInterrupt:
-                control.interrupt(run.pk)
-                raise CommandError(f"Interrupted: pipeline run {run.pk} was cancelled.") from None
-
     def _queue(self, run: PipelineRun, progress: Progress, opts: dict[str, Any]) -> None:
         try:
             engine.dispatch_run(run)
@@ -223,7 +211,5 @@ class Command(OrchestratorCommand):
             self.line(display.dumps(display.run_as_dict(run)))
         else:
             self.lines(display.result_lines(run))
-        if run.status == RunStatus.FAILED:
-            raise CommandError(f"Pipeline failed: {run.error}")
-        if run.status == RunStatus.CANCELLED:
-            raise CommandError(f"Pipeline run {run.pk} was cancelled")
+        if error := display.outcome_error(run):
+            raise CommandError(error)
