@@ -87,17 +87,13 @@ def executing_here(run_id: int, progress: Progress, as_json: bool) -> Iterator[N
             raise CommandError(f"Interrupted: pipeline run {run_id} was cancelled.") from None
 
 
-def follow(
-    run_id: int,
-    progress: Progress,
-    *,
-    interval: float = 0.2,
-    until: frozenset[RunStatus] = TERMINAL | {RunStatus.PAUSED},
-    timeout: float | None = None,
-) -> PipelineRun:
-    """Poll the run until its status is in ``until``, printing node changes; returns the run."""
+#: Where following a run stops: it ended, or it waits for a resume.
+FOLLOW_UNTIL = TERMINAL | {RunStatus.PAUSED}
+
+
+def follow(run_id: int, progress: Progress, *, interval: float = 0.2) -> PipelineRun:
+    """Poll the run until it ends or pauses, printing node changes; returns the run."""
     seen: dict[str, tuple[str, int]] = {}
-    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         run = PipelineRun.objects.get(pk=run_id)
         for node in NodeRun.objects.filter(run_id=run_id).order_by("position", "id"):
@@ -113,8 +109,6 @@ def follow(
                 progress.started(node.node_id, node.node_type, node.attempt)
             if node.status != NodeStatus.QUEUED:
                 progress.finished(node.node_id, node.status, node.duration_ms, node.error)
-        if RunStatus(run.status) in until:
-            return run
-        if deadline is not None and time.monotonic() > deadline:
+        if RunStatus(run.status) in FOLLOW_UNTIL:
             return run
         time.sleep(interval)

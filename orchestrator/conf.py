@@ -18,6 +18,8 @@ ORCHESTRATOR_REDISPATCH_AFTER: float = 120.0
 ORCHESTRATOR_CANCEL_POLL_SECONDS: float = 0.1
 #: Default per-node time limit when a definition gives none, in seconds.
 ORCHESTRATOR_DEFAULT_TIMEOUT: float = 3600.0
+#: Largest per-node time limit a definition may set; the broker's visibility timeout is above it.
+ORCHESTRATOR_MAX_NODE_TIMEOUT: float = 6 * 3600.0
 #: Seconds a Celery worker is given past a node's time limit before it is killed.
 ORCHESTRATOR_HARD_TIMEOUT_GRACE: float = 30.0
 #: Largest payload accepted by ``run_pipeline``, in bytes.

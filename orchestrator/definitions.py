@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import nodes
+from orchestrator import conf, nodes
 from orchestrator.errors import DefinitionError, OrchestratorError
 
 #: Per-node options and the check each value must pass, with the sentence used when it fails.
@@ -63,9 +63,6 @@ class Definition:
                 return spec
         raise OrchestratorError(f"Pipeline '{self.name}' has no node '{node_id}'")
 
-    def max_timeout(self, default: float) -> float:
-        return max((n.timeout_seconds or default) for n in self.nodes)
-
 
 def _option_problem(key: str, value: Any) -> str | None:
     kinds, sentence = NODE_OPTIONS[key]
@@ -77,6 +74,10 @@ def _option_problem(key: str, value: Any) -> str | None:
         return sentence
     if key == "timeout_seconds" and value <= 0:
         return sentence
+    if key == "timeout_seconds" and value > (most := conf.get("ORCHESTRATOR_MAX_NODE_TIMEOUT")):
+        # The broker's visibility timeout is set above this, or a long node would be handed out
+        # to a second worker while the first still runs it.
+        return f"must be at most {most:g} (ORCHESTRATOR_MAX_NODE_TIMEOUT)"
     if key == "queue" and not value.strip():
         return sentence
     return None

@@ -170,6 +170,8 @@ def test_unreachable_cycle_reports_the_cycle_and_its_nodes() -> None:
         ("timeout_seconds", 0, "must be a positive number"),
         ("timeout_seconds", -5, "must be a positive number"),
         ("timeout_seconds", "60", "must be a positive number"),
+        # Above the limit the broker's visibility timeout is built for.
+        ("timeout_seconds", 21601, "must be at most 21600 (ORCHESTRATOR_MAX_NODE_TIMEOUT)"),
         ("required", "yes", "must be true or false"),
         ("required", 1, "must be true or false"),
         ("queue", "", "must be a non-empty string"),

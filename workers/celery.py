@@ -18,9 +18,10 @@ app = Celery("orchestrator", include=["workers.tasks"])
 def _defaults() -> dict:
     from orchestrator import conf
 
-    hard_limit = conf.get("ORCHESTRATOR_DEFAULT_TIMEOUT") + conf.get(
-        "ORCHESTRATOR_HARD_TIMEOUT_GRACE"
+    longest = max(
+        conf.get("ORCHESTRATOR_DEFAULT_TIMEOUT"), conf.get("ORCHESTRATOR_MAX_NODE_TIMEOUT")
     )
+    hard_limit = longest + conf.get("ORCHESTRATOR_HARD_TIMEOUT_GRACE")
     queue = conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
     return {
         "task_serializer": "json",
@@ -36,7 +37,7 @@ def _defaults() -> dict:
         "broker_connection_timeout": 3,
         "broker_transport_options": {
             # Above the largest node time limit, or Redis would hand a running node out twice.
-            "visibility_timeout": int(max(hard_limit * 2, 3600)),
+            "visibility_timeout": int(hard_limit + 600),
             "socket_connect_timeout": 3,
             "socket_timeout": 10,
         },
