@@ -38,13 +38,9 @@ def main(config_path: str) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from bench import hotpath, measure, noop, scale
+    from bench import hotpath, measure, scale
     from bench.services import BenchError, running
-    from workers.celery import app as orchestrator_app
 
-    differences = noop.differences(orchestrator_app)
-    if differences:
-        raise BenchError(f"the baseline's Celery settings differ from the workers': {differences}")
     call_command("migrate", verbosity=0, interactive=False)
     ctx = measure.Context(
         database=connection.vendor,

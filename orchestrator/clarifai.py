@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import ClarifaiError
+from orchestrator.state import CLARIFAI_CODES, SIGNAL_EFFECTS
 
 if TYPE_CHECKING:
     import grpc
 
 #: The orchestration status each control verb sets, as a ``status_code_pb2`` name.
-STATUS_CODES = {"pause": "JOB_PAUSED", "cancel": "JOB_CANCELLED", "resume": "JOB_RUNNING"}
+#: The Clarifai status each `pr` verb sets, as in `clarifai pr pause|cancel|resume`.
+STATUS_CODES = {str(action): CLARIFAI_CODES[status] for action, status in SIGNAL_EFFECTS.items()}
 
 DEFAULT_API_BASE = "https://api.clarifai.com"
 DEFAULT_TIMEOUT = 10.0

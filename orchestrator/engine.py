@@ -151,7 +151,6 @@ def node_timeout(spec: definitions.NodeSpec) -> float:
 class Claim:
     node_run_id: int
     attempt: int
-    started_at: Any
 
 
 def claim_node(run_id: int, spec: definitions.NodeSpec, task_id: str = "") -> Claim | None:
@@ -180,7 +179,7 @@ def claim_node(run_id: int, spec: definitions.NodeSpec, task_id: str = "") -> Cl
     if node is None:
         logger.info("Node %s of run %s is completed or running elsewhere; skipped", spec.id, run_id)
         return None
-    return Claim(node_run_id=node[0], attempt=node[1], started_at=now)
+    return Claim(node_run_id=node[0], attempt=node[1])
 
 
 def _awaits(run_id: int, node_id: str, stale: Any) -> bool:
@@ -351,7 +350,7 @@ def _finish_completed(
 def _advance(run_id: int, spec: definitions.NodeSpec) -> None:
     """Inside the node's transaction: enqueue ``next`` after commit, or complete the run."""
     if spec.next is None:
-        _end_run(run_id, Action.COMPLETE)
+        _move_run(run_id, Action.COMPLETE)
         return
     for _ in range(5):
         if PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
@@ -412,7 +411,7 @@ def _finish_failed(
             required=spec.required,
         )
         if spec.required:
-            _end_run(run_id, Action.FAIL, error=f"Node '{spec.id}' failed: {error}")
+            _move_run(run_id, Action.FAIL, error=f"Node '{spec.id}' failed: {error}")
         else:
             _advance(run_id, spec)
     return NodeStatus.FAILED
@@ -439,11 +438,6 @@ def _finish_cancelled(
 def abandon(run_id: int, error: str) -> RunStatus | None:
     """Fail a run that could not be handed to any executor."""
     return _move_run(run_id, Action.FAIL, error=error)
-
-
-def _end_run(run_id: int, action: Action, error: str = "") -> RunStatus | None:
-    """Complete or fail the run; a PAUSING or CANCELLING run maps as the state table says."""
-    return _move_run(run_id, action, error=error)
 
 
 def settle(run_id: int, resume_from: str = "") -> RunStatus | None:

@@ -15,10 +15,6 @@ class DefinitionError(OrchestratorError):
         super().__init__("Pipeline definition invalid:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-class DefinitionNotFound(OrchestratorError):
-    """Raised when no stored definition has the given name."""
-
-
 class PayloadError(OrchestratorError):
     """Raised when a run's payload is not a JSON object of an acceptable size."""
 

@@ -13,12 +13,13 @@ from django.db import transaction
 from orchestrator import clarifai, conf, dispatch, events
 from orchestrator.errors import ClarifaiError
 from orchestrator.models import PipelineRun, RunEvent
+from orchestrator.state import CLARIFAI_CODES, RunStatus
 
 #: Which Clarifai status each effect event is mirrored as.
 CODES = {
-    RunEvent.PAUSED: "JOB_PAUSED",
-    RunEvent.CANCELLED: "JOB_CANCELLED",
-    RunEvent.RESUMED: "JOB_RUNNING",
+    RunEvent.PAUSED: CLARIFAI_CODES[RunStatus.PAUSED],
+    RunEvent.CANCELLED: CLARIFAI_CODES[RunStatus.CANCELLED],
+    RunEvent.RESUMED: CLARIFAI_CODES[RunStatus.RUNNING],
 }
 
 

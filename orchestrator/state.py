@@ -22,10 +22,6 @@ class RunStatus(str, Enum):
     def __str__(self) -> str:
         return self.value
 
-    @property
-    def label(self) -> str:
-        return self.value.capitalize()
-
 
 class NodeStatus(str, Enum):
     QUEUED = "QUEUED"
@@ -56,7 +52,6 @@ class Action(str, Enum):
 
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
-CONTROL_ACTIONS = (Action.PAUSE, Action.CANCEL, Action.RESUME)
 
 
 class Outcome(str, Enum):
@@ -127,4 +122,11 @@ CLARIFAI_CODES: dict[RunStatus, str] = {
     S.CANCELLED: "JOB_CANCELLED",
     S.COMPLETED: "JOB_COMPLETED",
     S.FAILED: "JOB_FAILED",
+}
+
+#: The status each control signal leaves the run in once it has taken effect.
+SIGNAL_EFFECTS: dict[Action, RunStatus] = {
+    A.PAUSE: S.PAUSED,
+    A.CANCEL: S.CANCELLED,
+    A.RESUME: S.RUNNING,
 }

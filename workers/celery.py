@@ -10,6 +10,8 @@ import os
 
 from celery import Celery, signals
 
+from workers.defaults import MESSAGE_SETTINGS, TRANSPORT_OPTIONS
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
 app = Celery("orchestrator", include=["workers.tasks"])
@@ -24,30 +26,14 @@ def _defaults() -> dict:
     hard_limit = longest + conf.get("ORCHESTRATOR_HARD_TIMEOUT_GRACE")
     queue = conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
     return {
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_ignore_result": True,
+        **MESSAGE_SETTINGS,
         "task_default_queue": queue,
         "task_create_missing_queues": True,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": 3,
         "broker_transport_options": {
             # Above the largest node time limit, or Redis would hand a running node out twice.
             "visibility_timeout": int(hard_limit + 600),
-            "socket_connect_timeout": 3,
-            "socket_timeout": 10,
+            **TRANSPORT_OPTIONS,
         },
-        "task_publish_retry_policy": {
-            "max_retries": 2,
-            "interval_start": 0.2,
-            "interval_step": 0.5,
-        },
-        "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
         "beat_schedule": {
             "orchestrator-recover": {
                 "task": "workers.tasks.recover",
