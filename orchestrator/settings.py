@@ -83,6 +83,21 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
+# --- Web console and HTTP API (orchestrator serve) ----------------------------------------------
+# Static files (the console's, the admin's, the API docs') are served by the same process through
+# WhiteNoise, straight from the installed packages: no collectstatic step, and DEBUG stays off.
+INSTALLED_APPS += ["ninja", "orchestrator.web"]
+MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+STATIC_URL = "/static/"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+CSRF_TRUSTED_ORIGINS = [
+    origin for origin in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if origin
+]
+
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
