@@ -159,6 +159,34 @@ def status_lines(
     return lines
 
 
+def run_list_lines(rows: list[dict[str, Any]], page: int, more: bool) -> list[str]:
+    """``pr list``: one line per run, newest first, and how to see the next page."""
+    if not rows:
+        return ["No pipeline runs match." if page == 1 else "No more pipeline runs."]
+    lines = [
+        f"{'RUN':>6}  {'STATUS':<10}  {'PIPELINE':<24}  {'NODE':<14}  {'CREATED':<19}  DURATION"
+    ]
+    for row in rows:
+        duration = f"{row['duration_ms'] / 1000:.2f}s" if row["duration_ms"] is not None else "-"
+        lines.append(
+            f"{row['id']:>6}  {row['status']:<10}  {row['pipeline_name'][:24]:<24}  "
+            f"{(row['current_node'] or '-')[:14]:<14}  "
+            f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}"
+        )
+    if more:
+        lines.append(f"More: orchestrator pr list --page {page + 1}")
+    return lines
+
+
+def detached_lines(run_id: int, trace_id: str) -> list[str]:
+    """What ``run_pipeline --detach`` prints once the run is queued."""
+    return [
+        f"Run ID: {run_id}",
+        f"Trace ID: {trace_id}",
+        f"Follow it with: orchestrator pr watch {run_id}",
+    ]
+
+
 def outcome_error(run: PipelineRun) -> str | None:
     """The error a command exits with for a run that failed or was cancelled, else None."""
     if run.status == RunStatus.FAILED:

@@ -54,6 +54,10 @@ class TokenError(OrchestratorError):
 class RemoteError(OrchestratorError):
     """Raised when the orchestrator API (ORCHESTRATOR_URL) cannot be reached or refuses a call."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class DefinitionNotFound(OrchestratorError):
     """Raised when no stored pipeline definition has the name given, or it is inactive."""

@@ -188,13 +188,7 @@ class Command(OrchestratorCommand):
                     )
                 )
             else:
-                self.lines(
-                    [
-                        f"Run ID: {run.pk}",
-                        f"Trace ID: {run.trace_id}",
-                        f"Follow it with: orchestrator pr watch {run.pk}",
-                    ]
-                )
+                self.lines(display.detached_lines(run.pk, str(run.trace_id)))
             return
         progress.say(f"Pipeline run {run.pk} queued (trace {run.trace_id})")
         try:
