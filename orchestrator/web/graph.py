@@ -79,19 +79,52 @@ def columns(nodes: list[dict[str, Any]]) -> dict[str, int]:
     links = {n["id"]: [s for s in successors(n) if s in ids] for n in nodes if n.get("id") in ids}
     depth: dict[str, int] = {}
     if ids:
+        forward = _without_back_edges(ids[0], links)
+        # Longest path over the (now acyclic) forward links, in topological order.
+        order = _topological(ids[0], forward)
         depth[ids[0]] = 0
-        # Longest path by relaxing edges; at most len(ids) rounds, so a cycle cannot hang it.
-        for _ in range(len(ids)):
-            changed = False
-            for source in list(depth):
-                for target in links[source]:
-                    if depth.get(target, -1) < depth[source] + 1 <= len(ids):
-                        depth[target] = depth[source] + 1
-                        changed = True
-            if not changed:
-                break
+        for source in order:
+            for target in forward[source]:
+                depth[target] = max(depth.get(target, 0), depth[source] + 1)
     last = max(depth.values(), default=-1) + 1
     return {node_id: depth.get(node_id, last) for node_id in ids}
+
+
+def _without_back_edges(entry: str, links: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The links reachable from ``entry`` less those that close a cycle (an invalid definition
+    may have one; it is drawn, not trusted)."""
+    forward: dict[str, list[str]] = {}
+    on_path: set[str] = set()
+
+    def visit(node: str) -> None:
+        on_path.add(node)
+        forward[node] = []
+        for target in links[node]:
+            if target in on_path:
+                continue
+            forward[node].append(target)
+            if target not in forward:
+                visit(target)
+        on_path.discard(node)
+
+    visit(entry)
+    return forward
+
+
+def _topological(entry: str, forward: dict[str, list[str]]) -> list[str]:
+    incoming = {node: 0 for node in forward}
+    for targets in forward.values():
+        for target in targets:
+            incoming[target] += 1
+    ready, order = [entry], []
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for target in forward[node]:
+            incoming[target] -= 1
+            if incoming[target] == 0:
+                ready.append(target)
+    return order
 
 
 def layout(nodes: list[dict[str, Any]]) -> Layout:
