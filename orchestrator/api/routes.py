@@ -96,12 +96,8 @@ def list_runs(
         page=page,
         limit=limit,
     )
-    return {
-        "page": found.page,
-        "limit": found.limit,
-        "has_more": found.has_more,
-        "runs": found.rows,
-    }
+    rows = [{**row, "created_at": row["created_at"].isoformat()} for row in found.rows]
+    return {"page": found.page, "limit": found.limit, "has_more": found.has_more, "runs": rows}
 
 
 @runs.get("/{ref}", response={200: RunOut, **ERRORS}, summary="A run, its nodes and events")

@@ -82,7 +82,7 @@ class RunRow(Schema):
     current_nodes: list[str]
     source: str
     environment: str
-    created_at: datetime
+    created_at: str
     duration_ms: float | None
 
 
