@@ -177,8 +177,6 @@ def _control(command: Any, client: ApiClient, action: Action, opts: dict[str, An
 
 
 def _list(command: Any, client: ApiClient, opts: dict[str, Any]) -> None:
-    if opts["limit"] < 1 or opts["page"] < 1:
-        raise CommandError("--limit and --page must be at least 1")
     found = client.get(
         "/api/runs",
         status=opts["status"],
@@ -186,13 +184,7 @@ def _list(command: Any, client: ApiClient, opts: dict[str, Any]) -> None:
         page=opts["page"],
         limit=opts["limit"],
     )
-    rows = [
-        {
-            **{k: v for k, v in row.items() if k != "current_nodes"},
-            "created_at": _when(row["created_at"]),
-        }
-        for row in found["runs"]
-    ]
+    rows = [{**row, "created_at": _when(row["created_at"])} for row in found["runs"]]
     if opts["json"]:
         command.line(
             display.dumps(

@@ -70,7 +70,7 @@ def test_a_run_started_over_http_runs_in_the_server_and_obeys_pause_resume_and_4
     served: Server, api_users: ApiUsers
 ):
     token = api_users.operator
-    started = served.call("POST", "/api/runs", {"config": waits(0.5, 0.5, 0)}, token=token)
+    started = served.call("POST", "/api/runs", {"config": waits(2, 0.5, 0)}, token=token)
     assert started.status == 201, started.body
     run_id = started.body["run_id"]
     assert started.body["status"] == "QUEUED"

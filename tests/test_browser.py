@@ -76,7 +76,7 @@ def test_operator_watches_a_run_live_and_pauses_resumes_and_cancels_it(
 ):
     from playwright.sync_api import expect
 
-    seconds = {"w0": 0.5, "w1": 1.5, "w2": 60, "w3": 0}
+    seconds = {"w0": 0.5, "w1": 4, "w2": 60, "w3": 0}
     ids = list(seconds)
     PipelineDefinition.objects.create(
         name="browser-demo",

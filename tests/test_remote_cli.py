@@ -47,7 +47,7 @@ def write_waits(where: Path, *seconds: float) -> str:
 
 
 def test_remote_commands_print_what_the_database_commands_print(remote: CLI, cli: CLI):
-    config = write_waits(remote.cwd, 0.6, 0.6, 0)
+    config = write_waits(remote.cwd, 4, 0.3, 0)
     detached = remote("run_pipeline", "--config", config, "--detach", check=True)
     run_id = int(re.search(r"^Run ID: (\d+)$", detached.stdout, re.M).group(1))
     run = PipelineRun.objects.get(pk=run_id)

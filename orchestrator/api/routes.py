@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Query, Router
+from django.shortcuts import render
+from ninja import NinjaAPI, Query, Router, Swagger
 
 from orchestrator import __version__, catalog, control, definitions, documents, engine
 from orchestrator.api import auth
@@ -38,6 +40,16 @@ from orchestrator.models import PipelineDefinition
 from orchestrator.state import Action, RunStatus
 from orchestrator.web import runs as web_runs
 
+
+class BundledSwagger(Swagger):
+    """Swagger UI from the assets shipped in django-ninja (see settings), never from a CDN."""
+
+    def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs: Any) -> HttpResponse:
+        self.settings["url"] = self.get_openapi_url(api, kwargs)
+        context = {"swagger_settings": json.dumps(self.settings), "api": api, "add_csrf": False}
+        return render(request, self.template, context)
+
+
 api = NinjaAPI(
     title="Pipeline orchestrator API",
     version=__version__,
@@ -45,6 +57,7 @@ api = NinjaAPI(
     "`Authorization: Bearer <token>` (create one with `orchestrator token create`).",
     openapi_url="/schema",
     docs_url="/docs",
+    docs=BundledSwagger(),
     auth=auth.BearerToken(),
     urls_namespace="api",
 )

@@ -79,11 +79,11 @@ class RunRow(Schema):
     pipeline_name: str
     status: str
     current_node: str
-    current_nodes: list[str]
     source: str
     environment: str
     created_at: str
     duration_ms: float | None
+    current_nodes: list[str]
 
 
 class RunList(Schema):

@@ -16,6 +16,7 @@ from orchestrator import clarifai, control, dispatch, mirror
 from orchestrator.errors import ClarifaiError
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, RunStatus
+from orchestrator.web.runs import runs_page
 
 CLARIFAI_IDS = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
 
@@ -227,35 +228,25 @@ class Command(OrchestratorCommand):
     # --- list / status / watch ----------------------------------------------------------------
 
     def _list(self, opts: dict[str, Any]) -> None:
-        if opts["limit"] < 1 or opts["page"] < 1:
-            raise CommandError("--limit and --page must be at least 1")
-        runs = PipelineRun.objects.all()
-        if opts["status"]:
-            runs = runs.filter(status=opts["status"])
-        if opts["definition"]:
-            runs = runs.filter(pipeline_name=opts["definition"])
-        start = (opts["page"] - 1) * opts["limit"]
-        fields = (
-            "id",
-            "pipeline_name",
-            "status",
-            "current_node",
-            "source",
-            "environment",
-            "created_at",
-            "duration_ms",
+        found = runs_page(
+            status=opts["status"],
+            definition=opts["definition"],
+            page=opts["page"],
+            limit=opts["limit"],
         )
-        page = list(runs.order_by("-id").values(*fields)[start : start + opts["limit"] + 1])
-        more = len(page) > opts["limit"]
-        page = page[: opts["limit"]]
         if opts["json"]:
             self.line(
                 display.dumps(
-                    {"page": opts["page"], "limit": opts["limit"], "has_more": more, "runs": page}
+                    {
+                        "page": found.page,
+                        "limit": found.limit,
+                        "has_more": found.has_more,
+                        "runs": found.rows,
+                    }
                 )
             )
             return
-        self.lines(display.run_list_lines(page, opts["page"], more))
+        self.lines(display.run_list_lines(found.rows, found.page, found.has_more))
 
     def _status(self, opts: dict[str, Any]) -> None:
         run = control.get_run(opts["run_id"])
