@@ -1,4 +1,4 @@
-# One image for the migrate, worker and beat services of docker-compose.yml.
+# One image for the migrate, worker, beat and web services of docker-compose.yml.
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 
+from commands import remote
 from orchestrator.database import ensure_schema
 from orchestrator.errors import OrchestratorError
 
@@ -27,8 +28,11 @@ class OrchestratorCommand(BaseCommand):
         return super().create_parser(prog_name, subcommand, **kwargs)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        ensure_schema()
         try:
+            if remote.configured():  # ORCHESTRATOR_URL and no DATABASE_URL: through the API
+                remote.handler_for(self)(self, options)
+                return
+            ensure_schema()
             self.run(**options)
         except OrchestratorError as exc:
             raise CommandError(str(exc)) from exc

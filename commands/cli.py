@@ -9,6 +9,8 @@ COMMANDS = (
     ("run_pipeline", "Run a pipeline (stored, from a file, or built in); inline or on workers."),
     ("pipelinerun", "Pause, cancel, resume, list, status and watch runs (alias: pr)."),
     ("pipeline", "List, show, validate and save stored pipeline definitions."),
+    ("serve", "Serve the web console and the HTTP API (gunicorn)."),
+    ("token", "Create, list and revoke API tokens."),
     ("worker", "Start a Celery worker for pipeline nodes."),
     ("recover", "Re-dispatch lost nodes and stalled runs."),
     ("migrate", "Create or upgrade the database tables (SQLite does this on first use)."),
@@ -28,6 +30,8 @@ environment:
   DATABASE_URL       database (default: SQLite file orchestrator.sqlite3 here)
   CELERY_BROKER_URL  broker; unset runs pipelines inline in this process
   CLARIFAI_PAT       Clarifai token for mirroring run control
+  ORCHESTRATOR_URL, ORCHESTRATOR_TOKEN
+                     with no DATABASE_URL: 'pr' and 'run_pipeline' go through a server's API
 """
 
 

@@ -7,16 +7,19 @@ from typing import Any
 
 from orchestrator import nodes
 from orchestrator.definitions import Definition
+from orchestrator.documents import (  # noqa: F401 (re-exported for the commands)
+    event_as_dict,
+    node_runs,
+    redacted_definition,
+    run_as_dict,
+    secret_keys,
+    timeline,
+)
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.redaction import redact
 from orchestrator.state import NodeStatus, RunStatus
 
 RULE = "=" * 60
-
-
-def _secret_keys(node_type: str) -> frozenset[str]:
-    handler = nodes.get(node_type)
-    return handler.secret_keys if handler else frozenset()
 
 
 def dry_run_lines(
@@ -32,7 +35,7 @@ def dry_run_lines(
         f"Nodes ({len(definition.nodes)}):",
     ]
     for number, spec in enumerate(definition.nodes, start=1):
-        config = redact(spec.config, _secret_keys(spec.type))
+        config = redact(spec.config, secret_keys(spec.type))
         lines += [
             f"  {number}. [{spec.type}] {spec.id}",
             f"     Config: {json.dumps(config, ensure_ascii=False)}",
@@ -48,29 +51,12 @@ def dry_run_lines(
     return lines
 
 
-def redacted_definition(data: Any) -> Any:
-    """A definition as stored or read from a file, with every node's secrets hidden."""
-    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
-        return redact(data)
-    shown = [
-        {**node, "config": redact(node["config"], _secret_keys(str(node.get("type"))))}
-        if isinstance(node, dict) and "config" in node
-        else node
-        for node in data["nodes"]
-    ]
-    return redact({**data, "nodes": shown})
-
-
-def _node_runs(run: PipelineRun) -> list[NodeRun]:
-    return list(run.node_runs.order_by("position", "id"))
-
-
 def node_lines(node: NodeRun) -> list[str]:
     lines = [f"--- {node.node_type} ({node.node_id}) ---"]
     body: list[str] = []
     if node.status == NodeStatus.COMPLETED and isinstance(node.output, dict):
         handler = nodes.get(node.node_type)
-        output = redact(node.output, _secret_keys(node.node_type))
+        output = redact(node.output, secret_keys(node.node_type))
         body += handler().render(output) if handler else []
     else:
         body.append(f"Status: {node.status}")
@@ -83,7 +69,8 @@ def node_lines(node: NodeRun) -> list[str]:
     return lines + [f"  {line}" for line in body]
 
 
-def result_lines(run: PipelineRun) -> list[str]:
+def result_lines(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) -> list[str]:
+    """The result display; ``nodes_of_run`` when the run was read from the API, not the database."""
     lines = [
         RULE,
         "PIPELINE RESULT",
@@ -97,7 +84,7 @@ def result_lines(run: PipelineRun) -> list[str]:
     if run.duration_ms is not None:
         lines.append(f"Duration: {run.duration_ms:.2f}ms")
     lines.append("")
-    for node in _node_runs(run):
+    for node in node_runs(run) if nodes_of_run is None else nodes_of_run:
         lines += [*node_lines(node), ""]
     lines.append(final_line(run))
     return lines
@@ -119,8 +106,14 @@ def final_line(run: PipelineRun) -> str:
     return f"… Pipeline is {status.value.lower()}"
 
 
-def status_lines(run: PipelineRun) -> list[str]:
-    """``pr status``: the run, each node, the Clarifai link and the event timeline."""
+def status_lines(
+    run: PipelineRun,
+    nodes_of_run: list[NodeRun] | None = None,
+    events: list[RunEvent] | None = None,
+    mirror_state: str | None = None,
+) -> list[str]:
+    """``pr status``: the run, each node, the Clarifai link and the event timeline (the lists
+    and the mirror state are given when the run was read from the API, not the database)."""
     from orchestrator import mirror
 
     lines = [
@@ -143,15 +136,15 @@ def status_lines(run: PipelineRun) -> list[str]:
             f"  Clarifai:    run {run.clarifai_pipeline_version_run_id} of "
             f"{run.clarifai_user_id}/{run.clarifai_app_id} pipeline {run.clarifai_pipeline_id} "
             f"version {run.clarifai_pipeline_version_id}",
-            f"  Mirror:      {mirror.state(run)}",
+            f"  Mirror:      {mirror_state or mirror.state(run)}",
         ]
     lines += [
         "",
         "Nodes:",
         f"  {'NODE':<16} {'TYPE':<13} {'STATUS':<10} {'TRY':>3} {'DURATION':>11}  WORKER",
     ]
-    node_runs = _node_runs(run)
-    for node in node_runs:
+    shown = node_runs(run) if nodes_of_run is None else nodes_of_run
+    for node in shown:
         duration = f"{node.duration_ms:.2f}ms" if node.duration_ms is not None else "-"
         lines.append(
             f"  {node.node_id[:16]:<16} {node.node_type[:13]:<13} {node.status:<10} "
@@ -160,28 +153,38 @@ def status_lines(run: PipelineRun) -> list[str]:
         if node.error:
             lines.append(f"  {'':<16} error: {redact(node.error)}")
     lines += ["", "Timeline:"]
-    lines += [f"  {at:%H:%M:%S.%f}"[:-3] + f"  {text}" for at, _, text in timeline(run, node_runs)]
+    lines += [
+        f"  {at:%H:%M:%S.%f}"[:-3] + f"  {text}" for at, _, text in timeline(run, shown, events)
+    ]
     return lines
 
 
-def timeline(run: PipelineRun, node_runs: list[NodeRun]) -> list[tuple[Any, int, str]]:
-    """The run's events merged with its nodes' starts and ends (kept on the node runs, so that
-    the hot path writes no event rows), in time order."""
-    entries: list[tuple[Any, int, str]] = []
-    for event in run.events.order_by("id"):
-        where = f"{event.host}:{event.pid}" if event.pid else event.host
-        node = f" [{event.node_id}]" if event.node_id else ""
-        details = {k: v for k, v in redact(event.details).items() if v not in (None, "")}
-        extra = " " + ", ".join(f"{k}={v}" for k, v in details.items()) if details else ""
-        entries.append((event.at, 1, f"{event.kind}{node}  ({where}){extra}"))
-    for node in node_runs:
-        where = f"  ({node.worker})" if node.worker else ""
-        if node.started_at:
-            entries.append((node.started_at, 0, f"node started [{node.node_id}]{where}"))
-        if node.finished_at:
-            status = str(node.status).lower()
-            entries.append((node.finished_at, 0, f"node {status} [{node.node_id}]{where}"))
-    return sorted(entries, key=lambda entry: (entry[0], entry[1]))
+def run_list_lines(rows: list[dict[str, Any]], page: int, more: bool) -> list[str]:
+    """``pr list``: one line per run, newest first, and how to see the next page."""
+    if not rows:
+        return ["No pipeline runs match." if page == 1 else "No more pipeline runs."]
+    lines = [
+        f"{'RUN':>6}  {'STATUS':<10}  {'PIPELINE':<24}  {'NODE':<14}  {'CREATED':<19}  DURATION"
+    ]
+    for row in rows:
+        duration = f"{row['duration_ms'] / 1000:.2f}s" if row["duration_ms"] is not None else "-"
+        lines.append(
+            f"{row['id']:>6}  {row['status']:<10}  {row['pipeline_name'][:24]:<24}  "
+            f"{(row['current_node'] or '-')[:14]:<14}  "
+            f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}"
+        )
+    if more:
+        lines.append(f"More: orchestrator pr list --page {page + 1}")
+    return lines
+
+
+def detached_lines(run_id: int, trace_id: str) -> list[str]:
+    """What ``run_pipeline --detach`` prints once the run is queued."""
+    return [
+        f"Run ID: {run_id}",
+        f"Trace ID: {trace_id}",
+        f"Follow it with: orchestrator pr watch {run_id}",
+    ]
 
 
 def outcome_error(run: PipelineRun) -> str | None:
@@ -191,63 +194,6 @@ def outcome_error(run: PipelineRun) -> str | None:
     if run.status == RunStatus.CANCELLED:
         return f"Pipeline run {run.pk} was cancelled"
     return None
-
-
-def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "run_id": run.pk,
-        "trace_id": str(run.trace_id),
-        "status": run.status,
-        "pipeline": run.pipeline_name,
-        "definition_id": run.definition_id,
-        "source": run.source,
-        "environment": run.environment,
-        "current_node": run.current_node or None,
-        "resume_from": run.resume_from or None,
-        "error": redact(run.error) or None,
-        "created_at": run.created_at.isoformat() if run.created_at else None,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "duration_ms": run.duration_ms,
-        "queued_by": run.queued_by,
-        "nodes": [
-            {
-                "id": n.node_id,
-                "type": n.node_type,
-                "status": n.status,
-                "attempt": n.attempt,
-                "worker": n.worker or None,
-                "started_at": n.started_at.isoformat() if n.started_at else None,
-                "finished_at": n.finished_at.isoformat() if n.finished_at else None,
-                "duration_ms": n.duration_ms,
-                "output": redact(n.output, _secret_keys(n.node_type)),
-                "error": redact(n.error) or None,
-            }
-            for n in _node_runs(run)
-        ],
-    }
-    if run.is_linked:
-        data["clarifai"] = {
-            "user_id": run.clarifai_user_id,
-            "app_id": run.clarifai_app_id,
-            "pipeline_id": run.clarifai_pipeline_id,
-            "pipeline_version_id": run.clarifai_pipeline_version_id,
-            "pipeline_version_run_id": run.clarifai_pipeline_version_run_id,
-        }
-    if events:
-        data["events"] = [event_as_dict(e) for e in run.events.order_by("id")]
-    return data
-
-
-def event_as_dict(event: RunEvent) -> dict[str, Any]:
-    return {
-        "at": event.at.isoformat(),
-        "kind": event.kind,
-        "node_id": event.node_id or None,
-        "host": event.host,
-        "pid": event.pid,
-        "details": redact(event.details),
-    }
 
 
 def dumps(data: Any) -> str:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, redirect_stdout
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from django.core.management.base import CommandError
 
 from orchestrator import control, signals
 from orchestrator.models import NodeRun, PipelineRun
-from orchestrator.state import TERMINAL, NodeStatus, RunStatus
+from orchestrator.state import TERMINAL, Action, NodeStatus, RunStatus
+
+T = TypeVar("T")
 
 MARKS = {
     NodeStatus.COMPLETED: "✓",
@@ -96,19 +98,54 @@ def follow(run_id: int, progress: Progress, *, interval: float = 0.2) -> Pipelin
     seen: dict[str, tuple[str, int]] = {}
     while True:
         run = PipelineRun.objects.get(pk=run_id)
-        for node in NodeRun.objects.filter(run_id=run_id).order_by("position", "id"):
-            key = (node.status, node.attempt)
-            if seen.get(node.node_id) == key:
-                continue
-            before = seen.get(node.node_id)
-            seen[node.node_id] = key
-            if node.status == NodeStatus.RUNNING:
-                progress.started(node.node_id, node.node_type, node.attempt)
-                continue
-            if before is None and node.status != NodeStatus.QUEUED and node.started_at is not None:
-                progress.started(node.node_id, node.node_type, node.attempt)
-            if node.status != NodeStatus.QUEUED:
-                progress.finished(node.node_id, node.status, node.duration_ms, node.error)
+        report(seen, NodeRun.objects.filter(run_id=run_id).order_by("position", "id"), progress)
         if RunStatus(run.status) in FOLLOW_UNTIL:
             return run
+        time.sleep(interval)
+
+
+def report(seen: dict[str, tuple[str, int]], nodes: Iterable[NodeRun], progress: Progress) -> None:
+    """Print what changed in ``nodes`` since ``seen`` (updated): starts, ends and retries."""
+    for node in nodes:
+        key = (node.status, node.attempt)
+        if seen.get(node.node_id) == key:
+            continue
+        before = seen.get(node.node_id)
+        seen[node.node_id] = key
+        if node.status == NodeStatus.RUNNING:
+            progress.started(node.node_id, node.node_type, node.attempt)
+            continue
+        if before is None and node.status != NodeStatus.QUEUED and node.started_at is not None:
+            progress.started(node.node_id, node.node_type, node.attempt)
+        if node.status != NodeStatus.QUEUED:
+            progress.finished(node.node_id, node.status, node.duration_ms, node.error)
+
+
+def wait_for_effect(
+    run_id: int,
+    action: Action,
+    timeout: float,
+    fetch: Callable[[], tuple[T, str, bool]],
+    *,
+    interval: float = 0.1,
+) -> T:
+    """Poll ``fetch`` (the run, its status, whether a node is running) until the signal
+    ``action`` has taken effect; returns the run. ``pr <verb> --wait`` blocks on this."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run, raw_status, node_running = fetch()
+        status = RunStatus(raw_status)
+        if action == Action.PAUSE and status in (RunStatus.PAUSED, *TERMINAL):
+            return run
+        if action == Action.CANCEL and status in TERMINAL:
+            return run
+        if action == Action.RESUME and (
+            status in (*TERMINAL, RunStatus.PAUSED, RunStatus.PAUSING) or node_running
+        ):
+            return run
+        if time.monotonic() > deadline:
+            raise CommandError(
+                f"Timed out after {timeout:g} s waiting for pipeline run {run_id} to {action} "
+                f"(it is {status})"
+            )
         time.sleep(interval)

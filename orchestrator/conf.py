@@ -28,6 +28,8 @@ ORCHESTRATOR_MAX_PAYLOAD_BYTES: int = 1024 * 1024
 ORCHESTRATOR_DEFAULT_QUEUE: str = "orchestrator"
 #: Dotted path of the dispatcher used when a broker is configured.
 ORCHESTRATOR_DISPATCHER: str = "workers.dispatch.CeleryDispatcher"
+#: Dotted path of the dispatcher used with no broker (the serve command picks a background one).
+ORCHESTRATOR_INLINE_DISPATCHER: str = "orchestrator.dispatch.InlineDispatcher"
 #: Extra modules to import so that their node types register themselves.
 ORCHESTRATOR_NODE_MODULES: tuple[str, ...] = ()
 #: Seconds between recovery passes run by celery beat.

@@ -16,3 +16,23 @@ def ensure_schema(alias: str = DEFAULT_DB_ALIAS) -> bool:
 
     call_command("migrate", database=alias, verbosity=0, interactive=False)
     return True
+
+
+def ensure_current(alias: str = DEFAULT_DB_ALIAS) -> None:
+    """Bring a SQLite database up to the newest migration; refuse to go on with another database
+    that is behind (its owner migrates it: ``orchestrator migrate``)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection = connections[alias]
+    executor = MigrationExecutor(connection)
+    if not executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        return
+    if connection.vendor != "sqlite":
+        from orchestrator.errors import OrchestratorError
+
+        raise OrchestratorError(
+            "The database is not up to date with this version: run orchestrator migrate"
+        )
+    from django.core.management import call_command
+
+    call_command("migrate", database=alias, verbosity=0, interactive=False)

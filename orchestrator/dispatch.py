@@ -78,7 +78,8 @@ def _load(path: str) -> Dispatcher:
 
 
 def get() -> Dispatcher:
-    """The dispatcher for this process: Celery's when a broker is configured, else inline."""
+    """The dispatcher for this process: Celery's when a broker is configured, else inline
+    (``orchestrator serve`` sets ORCHESTRATOR_INLINE_DISPATCHER to its background thread's)."""
     if conf.broker_url():
         return _load(conf.get("ORCHESTRATOR_DISPATCHER"))
-    return _load("orchestrator.dispatch.InlineDispatcher")
+    return _load(conf.get("ORCHESTRATOR_INLINE_DISPATCHER"))

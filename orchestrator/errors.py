@@ -45,3 +45,19 @@ class BrokerUnavailable(OrchestratorError):
 
 class ClarifaiError(OrchestratorError):
     """Raised when a Clarifai call fails or its parameters cannot be resolved."""
+
+
+class TokenError(OrchestratorError):
+    """Raised when an API token cannot be created or revoked as asked."""
+
+
+class RemoteError(OrchestratorError):
+    """Raised when the orchestrator API (ORCHESTRATOR_URL) cannot be reached or refuses a call."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DefinitionNotFound(OrchestratorError):
+    """Raised when no stored pipeline definition has the name given, or it is inactive."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from orchestrator.state import NodeStatus, RunStatus
@@ -155,3 +156,26 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} (run {self.run_id})"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the HTTP API; only a hash of it is stored (see orchestrator.tokens)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    label = models.CharField(max_length=200, blank=True, default="")
+    prefix = models.CharField(
+        max_length=16, help_text="The token's first characters, to tell tokens apart."
+    )
+    key_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the token.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"token {self.pk} ({self.prefix}…) of {self.user}"

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -82,6 +83,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
+
+# --- Web console and HTTP API (orchestrator serve) ----------------------------------------------
+# Static files (the console's, the admin's, the API docs') are served by the same process through
+# WhiteNoise, straight from the installed packages: no collectstatic step, and DEBUG stays off.
+# django-ninja's bundled Swagger UI is found by path rather than by listing "ninja" as an app,
+# which would import it (and pydantic) at every CLI start.
+_NINJA = Path(importlib.util.find_spec("ninja").origin).parent  # type: ignore[union-attr, arg-type]
+INSTALLED_APPS += ["orchestrator.web"]
+TEMPLATES[0]["DIRS"] = [_NINJA / "templates"]
+STATICFILES_DIRS = [_NINJA / "static"]
+MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+STATIC_URL = "/static/"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+CSRF_TRUSTED_ORIGINS = [
+    origin for origin in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if origin
+]
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 

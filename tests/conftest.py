@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
 
 from orchestrator import dispatch, engine
 from tests.clarifai_peer import ClarifaiPeer
+from tests.served import Server, password_hash
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DIR = Path(os.environ["ORCHESTRATOR_TEST_DIR"])
@@ -325,3 +327,43 @@ def _open_broker_pools() -> None:
     pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
+
+
+@pytest.fixture(scope="module")
+def served(django_db_setup: None, django_db_blocker: Any) -> Iterator[Server]:
+    """``orchestrator serve`` on the test database with no broker: runs started over HTTP
+    execute in the server's background thread."""
+    with django_db_blocker.unblock():
+        env = subprocess_env()
+    server = Server(REPO, env, TEST_DIR / f"serve-{time.monotonic_ns()}.log", free_port())
+    yield server.start()
+    server.stop()
+
+
+@dataclass
+class ApiUsers:
+    """Users with tokens: an operator (every permission), a staff viewer, and a non-staff user."""
+
+    operator: str
+    viewer: str
+    outsider: str
+    operator_user: Any
+
+
+@pytest.fixture
+def api_users(transactional_db: None) -> ApiUsers:
+    from django.contrib.auth.models import User
+
+    from orchestrator import tokens
+
+    operator = User.objects.create(
+        username="operator", is_staff=True, is_superuser=True, password=password_hash("pw")
+    )
+    User.objects.create(username="viewer", is_staff=True, password=password_hash("pw"))
+    User.objects.create(username="outsider", password=password_hash("pw"))
+    return ApiUsers(
+        operator=tokens.create("operator", "tests").secret,
+        viewer=tokens.create("viewer").secret,
+        outsider=tokens.create("outsider").secret,
+        operator_user=operator,
+    )

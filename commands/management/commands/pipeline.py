@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
-from django.db import transaction
-from django.db.models import F
 
 from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from orchestrator import definitions
+from orchestrator import catalog, definitions
 from orchestrator.errors import DefinitionError
 from orchestrator.models import PipelineDefinition
 
@@ -117,25 +115,12 @@ def save_file(
 ) -> tuple[PipelineDefinition, bool]:
     """Validate the JSON file and store it, bumping the version when it exists already."""
     data = definitions.load_file(path)
+    if not (name or (isinstance(data, dict) and data.get("name"))):
+        problems = definitions.validate(data)
+        if problems:
+            raise CommandError(str(DefinitionError(problems)))
+        raise CommandError(f'{path} has no name: add a "name" field or pass --name')
     try:
-        definition = definitions.parse(
-            data, name=name or (data.get("name") if isinstance(data, dict) else None)
-        )
+        return catalog.save(data, name=name, active=active)
     except DefinitionError as exc:
         raise CommandError(str(exc)) from exc
-    if not (name or data.get("name")):
-        raise CommandError(f'{path} has no name: add a "name" field or pass --name')
-    with transaction.atomic():
-        stored, created = PipelineDefinition.objects.select_for_update().get_or_create(
-            name=definition.name,
-            defaults={"config": data, "description": definition.description, "is_active": active},
-        )
-        if not created:
-            PipelineDefinition.objects.filter(pk=stored.pk).update(
-                config=data,
-                description=definition.description,
-                is_active=active,
-                version=F("version") + 1,
-            )
-            stored.refresh_from_db()
-    return stored, created

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,12 @@ from django.core.management.base import CommandError
 
 from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from commands.progress import Progress, executing_here, follow
+from commands.progress import Progress, executing_here, follow, wait_for_effect
 from orchestrator import clarifai, control, dispatch, mirror
 from orchestrator.errors import ClarifaiError
 from orchestrator.models import NodeRun, PipelineRun
-from orchestrator.state import ALLOWED_WHEN, TERMINAL, Action, NodeStatus, RunStatus
+from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, RunStatus
+from orchestrator.web.runs import runs_page
 
 CLARIFAI_IDS = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
 
@@ -182,25 +182,12 @@ class Command(OrchestratorCommand):
             raise CommandError(error)
 
     def _wait(self, run_id: int, action: Action, timeout: float) -> PipelineRun:
-        deadline = time.monotonic() + timeout
-        while True:
+        def fetch() -> tuple[PipelineRun, str, bool]:
             run = PipelineRun.objects.get(pk=run_id)
-            status = RunStatus(run.status)
-            if action == Action.PAUSE and status in (RunStatus.PAUSED, *TERMINAL):
-                return run
-            if action == Action.CANCEL and status in TERMINAL:
-                return run
-            if action == Action.RESUME and (
-                status in (*TERMINAL, RunStatus.PAUSED, RunStatus.PAUSING)
-                or NodeRun.objects.filter(run_id=run_id, status=NodeStatus.RUNNING).exists()
-            ):
-                return run
-            if time.monotonic() > deadline:
-                raise CommandError(
-                    f"Timed out after {timeout:g} s waiting for pipeline run {run_id} to {action} "
-                    f"(it is {status})"
-                )
-            time.sleep(0.1)
+            running = NodeRun.objects.filter(run_id=run_id, status=NodeStatus.RUNNING).exists()
+            return run, run.status, running
+
+        return wait_for_effect(run_id, action, timeout, fetch)
 
     def _control_remote(
         self, action: Action, ref: str, ids: dict[str, Any], opts: dict[str, Any]
@@ -241,51 +228,25 @@ class Command(OrchestratorCommand):
     # --- list / status / watch ----------------------------------------------------------------
 
     def _list(self, opts: dict[str, Any]) -> None:
-        if opts["limit"] < 1 or opts["page"] < 1:
-            raise CommandError("--limit and --page must be at least 1")
-        runs = PipelineRun.objects.all()
-        if opts["status"]:
-            runs = runs.filter(status=opts["status"])
-        if opts["definition"]:
-            runs = runs.filter(pipeline_name=opts["definition"])
-        start = (opts["page"] - 1) * opts["limit"]
-        fields = (
-            "id",
-            "pipeline_name",
-            "status",
-            "current_node",
-            "source",
-            "environment",
-            "created_at",
-            "duration_ms",
+        found = runs_page(
+            status=opts["status"],
+            definition=opts["definition"],
+            page=opts["page"],
+            limit=opts["limit"],
         )
-        page = list(runs.order_by("-id").values(*fields)[start : start + opts["limit"] + 1])
-        more = len(page) > opts["limit"]
-        page = page[: opts["limit"]]
         if opts["json"]:
             self.line(
                 display.dumps(
-                    {"page": opts["page"], "limit": opts["limit"], "has_more": more, "runs": page}
+                    {
+                        "page": found.page,
+                        "limit": found.limit,
+                        "has_more": found.has_more,
+                        "runs": found.rows,
+                    }
                 )
             )
             return
-        if not page:
-            self.line("No pipeline runs match." if opts["page"] == 1 else "No more pipeline runs.")
-            return
-        self.line(
-            f"{'RUN':>6}  {'STATUS':<10}  {'PIPELINE':<24}  {'NODE':<14}  {'CREATED':<19}  DURATION"
-        )
-        for row in page:
-            duration = (
-                f"{row['duration_ms'] / 1000:.2f}s" if row["duration_ms"] is not None else "-"
-            )
-            self.line(
-                f"{row['id']:>6}  {row['status']:<10}  {row['pipeline_name'][:24]:<24}  "
-                f"{(row['current_node'] or '-')[:14]:<14}  "
-                f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}"
-            )
-        if more:
-            self.line(f"More: orchestrator pr list --page {opts['page'] + 1}")
+        self.lines(display.run_list_lines(found.rows, found.page, found.has_more))
 
     def _status(self, opts: dict[str, Any]) -> None:
         run = control.get_run(opts["run_id"])

@@ -12,9 +12,9 @@ from django.core.management.base import CommandError
 from commands import display
 from commands.base import OrchestratorCommand
 from commands.progress import Progress, executing_here, follow
-from orchestrator import builtin, clarifai, definitions, dispatch, engine, payloads
+from orchestrator import builtin, catalog, clarifai, definitions, dispatch, engine, payloads
 from orchestrator.errors import DefinitionError
-from orchestrator.models import PipelineDefinition, PipelineRun
+from orchestrator.models import PipelineRun
 from orchestrator.state import RunStatus
 
 EXAMPLES = """\
@@ -126,19 +126,8 @@ class Command(OrchestratorCommand):
     def _definition(self, opts: dict[str, Any]) -> tuple[definitions.Definition, Any, str]:
         try:
             if opts["definition"]:
-                stored = PipelineDefinition.objects.filter(name=opts["definition"]).first()
-                if stored is None:
-                    raise CommandError(f"Pipeline definition not found: {opts['definition']}")
-                if not stored.is_active:
-                    raise CommandError(
-                        f"Pipeline definition is inactive: {stored.name} "
-                        f"(save it again or set is_active in the admin to run it)"
-                    )
-                return (
-                    definitions.parse(stored.config, name=stored.name),
-                    stored,
-                    f"Pipeline Definition: {stored.name}",
-                )
+                definition, stored = catalog.runnable(opts["definition"])
+                return definition, stored, f"Pipeline Definition: {stored.name}"
             if opts["config"]:
                 data = definitions.load_file(opts["config"])
                 name = data.get("name") if isinstance(data, dict) else None
@@ -188,13 +177,7 @@ class Command(OrchestratorCommand):
                     )
                 )
             else:
-                self.lines(
-                    [
-                        f"Run ID: {run.pk}",
-                        f"Trace ID: {run.trace_id}",
-                        f"Follow it with: orchestrator pr watch {run.pk}",
-                    ]
-                )
+                self.lines(display.detached_lines(run.pk, str(run.trace_id)))
             return
         progress.say(f"Pipeline run {run.pk} queued (trace {run.trace_id})")
         try:
