@@ -48,6 +48,29 @@ def dry_run_lines(
     return lines
 
 
+def dry_run_as_dict(
+    definition: Definition, *, label: str, source: str, environment: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """``run_pipeline --dry-run --json``: what would run, secrets hidden; nothing is recorded."""
+    return {
+        "dry_run": True,
+        "pipeline": definition.name,
+        "label": label,
+        "source": source,
+        "environment": environment,
+        "nodes": [
+            {
+                "id": spec.id,
+                "type": spec.type,
+                "config": redact(spec.config, _secret_keys(spec.type)),
+                "next": spec.next,
+            }
+            for spec in definition.nodes
+        ],
+        "payload": redact(payload),
+    }
+
+
 def redacted_definition(data: Any) -> Any:
     """A definition as stored or read from a file, with every node's secrets hidden."""
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
@@ -108,6 +131,8 @@ def final_line(run: PipelineRun) -> str:
     if status == RunStatus.COMPLETED:
         return "✓ Pipeline completed successfully"
     if status == RunStatus.FAILED:
+        if (node := failed_node(run)) is not None:  # its error is shown with the node
+            return f"✗ Pipeline failed at node '{node}'"
         return f"✗ Pipeline failed: {redact(run.error)}"
     if status == RunStatus.CANCELLED:
         return "✗ Pipeline cancelled"
@@ -117,6 +142,16 @@ def final_line(run: PipelineRun) -> str:
             f"Resume it with: orchestrator pr resume {run.pk}"
         )
     return f"… Pipeline is {status.value.lower()}"
+
+
+def failed_node(run: PipelineRun) -> str | None:
+    """The node whose failure failed the run, when the run's error is just that node's."""
+    for node_id, error in run.node_runs.filter(status=NodeStatus.FAILED).values_list(
+        "node_id", "error"
+    ):
+        if run.error == f"Node '{node_id}' failed: {error}":
+            return node_id
+    return None
 
 
 def status_lines(run: PipelineRun) -> list[str]:
@@ -132,7 +167,7 @@ def status_lines(run: PipelineRun) -> list[str]:
     ]
     if run.current_node:
         lines.append(f"  Current:     {run.current_node}")
-    if run.resume_from:
+    if run.resume_from and run.status in (RunStatus.PAUSED, RunStatus.PAUSING):
         lines.append(f"  Resume from: {run.resume_from}")
     if run.duration_ms is not None:
         lines.append(f"  Duration:    {run.duration_ms:.2f}ms")
@@ -187,7 +222,8 @@ def timeline(run: PipelineRun, node_runs: list[NodeRun]) -> list[tuple[Any, int,
 def outcome_error(run: PipelineRun) -> str | None:
     """The error a command exits with for a run that failed or was cancelled, else None."""
     if run.status == RunStatus.FAILED:
-        return f"Pipeline failed: {run.error}"
+        # The display above (or the JSON) already says why; the exit line only says that.
+        return f"Pipeline run {run.pk} failed"
     if run.status == RunStatus.CANCELLED:
         return f"Pipeline run {run.pk} was cancelled"
     return None
@@ -203,7 +239,7 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
         "source": run.source,
         "environment": run.environment,
         "current_node": run.current_node or None,
-        "resume_from": run.resume_from or None,
+        "resume_from": (run.resume_from or None) if run.status == RunStatus.PAUSED else None,
         "error": redact(run.error) or None,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,

@@ -45,3 +45,15 @@ class BrokerUnavailable(OrchestratorError):
 
 class ClarifaiError(OrchestratorError):
     """Raised when a Clarifai call fails or its parameters cannot be resolved."""
+
+
+class InputError(OrchestratorError):
+    """Raised when an input (JSON, a text, a number) is one the orchestrator will not store."""
+
+
+class UsageError(OrchestratorError):
+    """Raised when a command is given an argument it cannot use, such as a malformed run id."""
+
+
+class DatabaseUnavailable(OrchestratorError):
+    """Raised when the database cannot be reached or is not ready for the orchestrator."""
