@@ -3,6 +3,7 @@ console script run in a subprocess against the test database."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 from orchestrator import dispatch, engine
@@ -325,3 +328,27 @@ def _open_broker_pools() -> None:
     pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
+
+
+@dataclass
+class Outcome:
+    """What a command run in this process printed, and the CommandError it ended with."""
+
+    stdout: str
+    stderr: str
+    error: CommandError | None
+
+    @property
+    def message(self) -> str:
+        assert self.error is not None, f"the command succeeded:\n{self.stdout}"
+        return str(self.error)
+
+
+def command(*args: str) -> Outcome:
+    """Run a management command in this process, as the console script would."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command(*args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return Outcome(out.getvalue(), err.getvalue(), exc)
+    return Outcome(out.getvalue(), err.getvalue(), None)
