@@ -35,12 +35,16 @@ def number(
         if not (isinstance(value, int) or math.isfinite(value)) or not low <= value <= high:
             kind = "a whole number" if integer else "a number"
             raise argparse.ArgumentTypeError(
-                f"{text[:40]!r} is not {kind} from {low:g} to {high:g}{unit}"
+                f"{text[:40]!r} is not {kind} from {_shown(low)} to {_shown(high)}{unit}"
             )
         return value
 
     parse.__name__ = "integer" if integer else "number"
     return parse
+
+
+def _shown(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def check_texts(options: dict[str, Any]) -> None:

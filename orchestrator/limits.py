@@ -21,6 +21,9 @@ MAX_DEPTH = 100
 MAX_NAME = 200  # pipeline names, node ids, Clarifai ids
 MAX_LABEL = 100  # --source, --environment
 
+#: Integers beyond about 4,200 digits cannot be written as JSON text (Python refuses them).
+MAX_INT_BITS = 14_000
+
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -100,8 +103,11 @@ def json_problem(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return f"the number at {path} is {item!r}, not a finite number"
-        elif isinstance(item, bool | int) or item is None:
+        elif isinstance(item, bool) or item is None:
             continue
+        elif isinstance(item, int):
+            if item.bit_length() > MAX_INT_BITS:  # no JSON text holds it (Python refuses)
+                return f"the integer at {path} has too many digits"
         else:
             return f"the value at {path} is a {type(item).__name__}, not JSON"
     return None

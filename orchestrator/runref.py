@@ -49,7 +49,8 @@ def parse(value: str | int | None, scope: str | None = None) -> RunRef:
     text = str(value) if value is not None else ""
     shown = repr(text) if not text.strip() or text != text.strip() else text
     local_id: int | None = None
-    if _LOCAL.fullmatch(text) and 0 < (number := int(text)) <= MAX_LOCAL_ID:
+    # A row id has at most 19 digits; longer ones are not converted (Python refuses huge ones).
+    if len(text) <= 19 and _LOCAL.fullmatch(text) and 0 < (number := int(text)) <= MAX_LOCAL_ID:
         local_id = number
     clarifai_id = text if clarifai_id_problem(text) is None else None
     if scope == "local":
