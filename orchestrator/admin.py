@@ -116,8 +116,22 @@ def _signal(action: Action):
     return apply
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Pages that show records without Add, Save or Delete: runs are made by run_pipeline and
+    changed only by their workers and the control actions; the event trail is append-only."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(PipelineRun)
-class PipelineRunAdmin(admin.ModelAdmin):
+class PipelineRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "pipeline_name",
@@ -134,29 +148,9 @@ class PipelineRunAdmin(admin.ModelAdmin):
     inlines = [NodeRunInline, RunEventInline]
     actions = [_signal(Action.PAUSE), _signal(Action.CANCEL), _signal(Action.RESUME)]
 
-    # Runs are made by run_pipeline and changed by their workers and the control actions only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(RunEvent)
-class RunEventAdmin(admin.ModelAdmin):
+class RunEventAdmin(ReadOnlyAdmin):
     list_display = ("run", "kind", "node_id", "host", "pid", "at")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in RunEvent._meta.fields]
-
-    # The trail is append-only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -14,30 +14,9 @@ from orchestrator import control, definitions, engine
 from orchestrator.models import PipelineDefinition, PipelineRun, RunEvent
 from orchestrator.state import Action, RunStatus
 from tests.conftest import command
+from tests.test_pr_cli import stored_run, waits
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def waits(*nodes: tuple[str, float], name: str = "safety") -> dict:
-    return {
-        "name": name,
-        "nodes": [
-            {
-                "id": node_id,
-                "type": "wait",
-                "config": {"seconds": seconds},
-                "next": nodes[i + 1][0] if i + 1 < len(nodes) else None,
-            }
-            for i, (node_id, seconds) in enumerate(nodes)
-        ],
-    }
-
-
-def stored_run(status: str = "QUEUED", name: str = "safety") -> PipelineRun:
-    run = engine.create_run(definitions.parse(waits(("a", 0), ("b", 0), name=name)), payload={})
-    if status != "QUEUED":
-        PipelineRun.objects.filter(pk=run.pk).update(status=status, current_node="")
-    return run
 
 
 def snapshot() -> list[tuple]:
