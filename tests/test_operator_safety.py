@@ -33,27 +33,27 @@ def write(path: Path, data: object) -> str:
 # --- 1 and 14: run ids ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("pr", "pause", " "),
-        ("pr", "cancel", "--pipeline_version_run_id", " "),
-        ("pr", "resume", "\t"),
-        ("pr", "status", ""),
-        ("pr", "status", " "),
-        ("pr", "watch", ""),
-        ("pr", "monitor", "  "),
-        ("pr", "status", "\uff11"),  # full-width digit one
-        ("pipelinerun", "cancel", "1\x00"),
-    ],
-)
-def test_a_blank_or_malformed_run_id_is_a_usage_error_and_acts_on_no_run(args: tuple) -> None:
+MALFORMED_IDS = [
+    ("pr", "pause", " "),
+    ("pr", "cancel", "--pipeline_version_run_id", " "),
+    ("pr", "resume", "\t"),
+    ("pr", "status", ""),
+    ("pr", "status", " "),
+    ("pr", "watch", ""),
+    ("pr", "monitor", "  "),
+    ("pr", "status", "\uff11"),  # full-width digit one
+    ("pipelinerun", "cancel", "1\x00"),
+]
+
+
+def test_a_blank_or_malformed_run_id_is_a_usage_error_and_acts_on_no_run() -> None:
     newest = stored_run("QUEUED")  # an unlinked run: its Clarifai id is the empty string
     before = snapshot()
-    outcome = command(*args)
-    assert outcome.error is not None and outcome.error.returncode == 2, outcome
-    assert "\n" not in outcome.message
-    assert snapshot() == before
+    for args in MALFORMED_IDS:
+        outcome = command(*args)
+        assert outcome.error is not None and outcome.error.returncode == 2, (args, outcome)
+        assert "\n" not in outcome.message
+        assert snapshot() == before, args
     assert PipelineRun.objects.get(pk=newest.pk).status == RunStatus.QUEUED
 
 
@@ -170,32 +170,29 @@ def test_a_cancelled_run_shows_no_resume_point() -> None:
 # --- 12: values the databases refuse --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("args", "said"),
-    [
-        (("--payload", '{"a": NaN}'), "Invalid JSON in --payload: NaN is not a number"),
-        (("--payload", '{"a": Infinity}'), "Infinity is not a number JSON allows"),
-        (("--payload", '{"a": "\\u0000"}'), "contains a NUL character"),
-        (("--payload", '{"a": "\\ud800"}'), "lone surrogate \\ud800"),
-        (("--payload", "[" * 5000 + "]" * 5000), "nested too deeply"),
-        (("--payload", '{"a": ' + "9" * 4301 + "}"), "an integer has too many digits"),
-        (("--payload", "{}\x00"), "--payload contains a NUL character"),
-        (("--source", "s" * 101), "--source is 101 characters long; the limit is 100"),
-        (("--environment", "e" * 101), "--environment is 101 characters long"),
-        (("--source", "\udcff"), "--source is not valid Unicode"),
-        (("--pipeline_version_run_id", "r" * 201), "--pipeline_version_run_id is 201 characters"),
-        (("--user_id", "bad id", "--pipeline_version_run_id", "r"), "--user_id may hold only"),
-        (("--definition", "\x00"), "--definition contains a NUL character"),
-    ],
-)
-def test_run_pipeline_refuses_in_one_line_before_anything_is_written(
-    args: tuple, said: str, tmp_path: Path
-) -> None:
-    if "--definition" not in args:
-        args = ("--config", write(tmp_path / "w.json", waits(("a", 0))), *args)
-    outcome = command("run_pipeline", *args)
-    assert said in outcome.message
-    assert "\n" not in outcome.message
+REFUSED_RUNS = [
+    (("--payload", '{"a": NaN}'), "Invalid JSON in --payload: NaN is not a number"),
+    (("--payload", '{"a": Infinity}'), "Infinity is not a number JSON allows"),
+    (("--payload", '{"a": "\\u0000"}'), "contains a NUL character"),
+    (("--payload", '{"a": "\\ud800"}'), "lone surrogate \\ud800"),
+    (("--payload", "[" * 5000 + "]" * 5000), "nested too deeply"),
+    (("--payload", '{"a": ' + "9" * 4301 + "}"), "an integer has too many digits"),
+    (("--payload", "{}\x00"), "--payload contains a NUL character"),
+    (("--source", "s" * 101), "--source is 101 characters long; the limit is 100"),
+    (("--environment", "e" * 101), "--environment is 101 characters long"),
+    (("--source", "\udcff"), "--source is not valid Unicode"),
+    (("--pipeline_version_run_id", "r" * 201), "--pipeline_version_run_id is 201 characters"),
+    (("--user_id", "bad id", "--pipeline_version_run_id", "r"), "--user_id may hold only"),
+    (("--definition", "\x00"), "--definition contains a NUL character"),
+]
+
+
+def test_run_pipeline_refuses_in_one_line_before_anything_is_written(tmp_path: Path) -> None:
+    config = ("--config", write(tmp_path / "w.json", waits(("a", 0))))
+    for args, said in REFUSED_RUNS:
+        outcome = command("run_pipeline", *(() if "--definition" in args else config), *args)
+        assert said in outcome.message, (args, outcome.message)
+        assert "\n" not in outcome.message
     assert not PipelineRun.objects.exists()
 
 
