@@ -1,4 +1,4 @@
-"""``pipelinerun`` (alias ``pr``): pause, cancel, resume, list, status and watch runs."""
+"""``pipelinerun`` (alias ``pr``): pause, cancel, resume, list, status, watch and monitor runs."""
 
 from __future__ import annotations
 
@@ -113,7 +113,8 @@ def add_follow_options(parser: argparse.ArgumentParser) -> None:
 
 class Command(OrchestratorCommand):
     help = (
-        "Control pipeline runs from any host: pause, cancel, resume; and list, status, watch.\n"
+        "Control pipeline runs from any host: pause, cancel, resume; and list, status, watch\n"
+        "(monitor is its Clarifai CLI name).\n"
         "Run 'orchestrator pr <verb> --help' for each verb."
     )
 
