@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 COMMANDS = (
     ("run_pipeline", "Run a pipeline (stored, from a file, or built in); inline or on workers."),
-    ("pipelinerun", "Pause, cancel, resume, list, status and watch runs (alias: pr)."),
+    ("pipelinerun", "Pause, cancel, resume, list, status, watch and monitor runs (alias: pr)."),
     ("pipeline", "List, show, validate and save stored pipeline definitions."),
     ("serve", "Serve the web console and the HTTP API (gunicorn)."),
     ("token", "Create, list and revoke API tokens."),
@@ -27,29 +28,83 @@ Run 'orchestrator <command> --help' for a command's options.
 Every command is also 'python manage.py <command>'; other Django commands work too.
 
 environment:
-  DATABASE_URL       database (default: SQLite file orchestrator.sqlite3 here)
+  DATABASE_URL       database (now: {database})
+                     unset: one SQLite file per user, in ORCHESTRATOR_HOME if set, else in the
+                     user data directory; the same runs from every directory and terminal
   CELERY_BROKER_URL  broker; unset runs pipelines inline in this process
-  CLARIFAI_PAT       Clarifai token for mirroring run control
+  CLARIFAI_PAT       Clarifai token (else the Clarifai CLI's config, ~/.config/clarifai/config)
   ORCHESTRATOR_URL, ORCHESTRATOR_TOKEN
                      with no DATABASE_URL: 'pr' and 'run_pipeline' go through a server's API
 """
 
+DEFAULT_SETTINGS = "orchestrator.settings"
+
+
+def settings_problem() -> str | None:
+    """Why the Django settings this process would use cannot serve the orchestrator, else None."""
+    name = os.environ["DJANGO_SETTINGS_MODULE"]
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        return (
+            f"DJANGO_SETTINGS_MODULE={name} cannot be imported ({exc}); unset it to use the "
+            "orchestrator's own settings."
+        )
+    except Exception as exc:  # settings code can raise anything; the operator needs one line
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else type(exc).__name__
+        return first if name == DEFAULT_SETTINGS else f"{first} (in {name})"
+    if name != DEFAULT_SETTINGS and "orchestrator" not in getattr(module, "INSTALLED_APPS", ()):
+        return (
+            f"DJANGO_SETTINGS_MODULE={name} does not install the orchestrator: add "
+            "'orchestrator' and 'commands' to its INSTALLED_APPS, or unset it."
+        )
+    return None
+
+
+def database_location() -> str:
+    from django.conf import settings
+
+    from orchestrator.database import location
+
+    return location(settings.DATABASES["default"])
+
+
+def execute(argv: list[str]) -> None:
+    """Run a Django command line; settings and database problems end in one line, exit 1."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_SETTINGS)
+    if (problem := settings_problem()) is not None:
+        sys.stderr.write(f"Error: {problem}\n")
+        sys.exit(1)
+    from django.core.management import execute_from_command_line
+    from django.db import DatabaseError
+
+    try:
+        execute_from_command_line(argv)
+    except DatabaseError as exc:  # raised by Django's own commands, such as migrate
+        from orchestrator.database import describe_error
+
+        sys.stderr.write(f"Error: {describe_error(exc)}\n")
+        sys.exit(1)
+
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_SETTINGS)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        if (problem := settings_problem()) is not None:
+            database = f"unknown: {problem}"
+        else:
+            database = database_location()
         listing = "\n".join(f"  {name:<14}{text}" for name, text in COMMANDS)
-        sys.stdout.write(USAGE.format(commands=listing))
+        sys.stdout.write(USAGE.format(commands=listing, database=database))
         return
     if argv[1] in ("--version", "version"):
         from orchestrator import __version__
 
         sys.stdout.write(f"orchestrator {__version__}\n")
         return
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(["orchestrator", *argv[1:]])
+    execute(["orchestrator", *argv[1:]])
 
 
 if __name__ == "__main__":

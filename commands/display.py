@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from orchestrator import nodes
@@ -51,6 +52,29 @@ def dry_run_lines(
     return lines
 
 
+def dry_run_as_dict(
+    definition: Definition, *, label: str, source: str, environment: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """``run_pipeline --dry-run --json``: what would run, secrets hidden; nothing is recorded."""
+    return {
+        "dry_run": True,
+        "pipeline": definition.name,
+        "label": label,
+        "source": source,
+        "environment": environment,
+        "nodes": [
+            {
+                "id": spec.id,
+                "type": spec.type,
+                "config": redact(spec.config, secret_keys(spec.type)),
+                "next": spec.next,
+            }
+            for spec in definition.nodes
+        ],
+        "payload": redact(payload),
+    }
+
+
 def node_lines(node: NodeRun) -> list[str]:
     lines = [f"--- {node.node_type} ({node.node_id}) ---"]
     body: list[str] = []
@@ -86,15 +110,17 @@ def result_lines(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) ->
     lines.append("")
     for node in node_runs(run) if nodes_of_run is None else nodes_of_run:
         lines += [*node_lines(node), ""]
-    lines.append(final_line(run))
+    lines.append(final_line(run, nodes_of_run))
     return lines
 
 
-def final_line(run: PipelineRun) -> str:
+def final_line(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) -> str:
     status = RunStatus(run.status)
     if status == RunStatus.COMPLETED:
         return "✓ Pipeline completed successfully"
     if status == RunStatus.FAILED:
+        if (node := failed_node(run, nodes_of_run)) is not None:  # its error is shown with the node
+            return f"✗ Pipeline failed at node '{node}'"
         return f"✗ Pipeline failed: {redact(run.error)}"
     if status == RunStatus.CANCELLED:
         return "✗ Pipeline cancelled"
@@ -104,6 +130,17 @@ def final_line(run: PipelineRun) -> str:
             f"Resume it with: orchestrator pr resume {run.pk}"
         )
     return f"… Pipeline is {status.value.lower()}"
+
+
+def failed_node(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) -> str | None:
+    """The node whose failure failed the run, when the run's error is just that node's."""
+    for node in node_runs(run) if nodes_of_run is None else nodes_of_run:
+        if (
+            node.status == NodeStatus.FAILED
+            and run.error == f"Node '{node.node_id}' failed: {node.error}"
+        ):
+            return node.node_id
+    return None
 
 
 def status_lines(
@@ -125,7 +162,7 @@ def status_lines(
     ]
     if run.current_node:
         lines.append(f"  Current:     {run.current_node}")
-    if run.resume_from:
+    if run.resume_from and run.status in (RunStatus.PAUSED, RunStatus.PAUSING):
         lines.append(f"  Resume from: {run.resume_from}")
     if run.duration_ms is not None:
         lines.append(f"  Duration:    {run.duration_ms:.2f}ms")
@@ -159,8 +196,21 @@ def status_lines(
     return lines
 
 
-def run_list_lines(rows: list[dict[str, Any]], page: int, more: bool) -> list[str]:
-    """``pr list``: one line per run, newest first, and how to see the next page."""
+def more_command(opts: dict[str, Any]) -> str:
+    """The ``pr list`` command for the next page, with the filters given."""
+    words = ["orchestrator", "pr", "list"]
+    if opts["status"]:
+        words += ["--status", opts["status"]]
+    if opts["definition"]:
+        words += ["--definition", opts["definition"]]
+    if opts["limit"] != 20:
+        words += ["--limit", str(opts["limit"])]
+    words += ["--page", str(opts["page"] + 1)]
+    return shlex.join(words)
+
+
+def run_list_lines(rows: list[dict[str, Any]], page: int, next_page: str | None) -> list[str]:
+    """``pr list``: one line per run, newest first, and the command for the next page."""
     if not rows:
         return ["No pipeline runs match." if page == 1 else "No more pipeline runs."]
     lines = [
@@ -173,8 +223,8 @@ def run_list_lines(rows: list[dict[str, Any]], page: int, more: bool) -> list[st
             f"{(row['current_node'] or '-')[:14]:<14}  "
             f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}"
         )
-    if more:
-        lines.append(f"More: orchestrator pr list --page {page + 1}")
+    if next_page:
+        lines.append(f"More: {next_page}")
     return lines
 
 
@@ -190,7 +240,8 @@ def detached_lines(run_id: int, trace_id: str) -> list[str]:
 def outcome_error(run: PipelineRun) -> str | None:
     """The error a command exits with for a run that failed or was cancelled, else None."""
     if run.status == RunStatus.FAILED:
-        return f"Pipeline failed: {run.error}"
+        # The display above (or the JSON) already says why; the exit line only says that.
+        return f"Pipeline run {run.pk} failed"
     if run.status == RunStatus.CANCELLED:
         return f"Pipeline run {run.pk} was cancelled"
     return None

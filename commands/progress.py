@@ -6,15 +6,18 @@ database, which is where workers on other hosts record their nodes.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, redirect_stdout
+from datetime import datetime
 from typing import Any, TextIO, TypeVar
 
 from django.core.management.base import CommandError
+from django.utils import timezone
 
-from orchestrator import control, signals
+from orchestrator import conf, control, dispatch, engine, signals
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import TERMINAL, Action, NodeStatus, RunStatus
 
@@ -29,25 +32,53 @@ MARKS = {
 
 
 class Progress:
-    def __init__(self, stream: TextIO, enabled: bool = True) -> None:
+    """Progress lines stamped with the seconds since ``origin`` (a run's creation, so that lines
+    replayed from the records carry their real times), else since this object was made."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        enabled: bool = True,
+        origin: datetime | None = None,
+        log: TextIO | None = None,
+    ) -> None:
         self.stream = stream
         self.enabled = enabled
+        self.origin = origin
+        self.log = log
         self.t0 = time.monotonic()
 
-    def say(self, text: str) -> None:
-        if self.enabled:
+    def say(self, text: str, at: datetime | None = None) -> None:
+        if not self.enabled and self.log is None:
+            return
+        if self.origin is not None:
+            elapsed = ((at or timezone.now()) - self.origin).total_seconds()
+        else:
             elapsed = time.monotonic() - self.t0
-            self.stream.write(f"[{elapsed:7.2f}s] {text}\n")
-            self.stream.flush()
+        line = f"[{elapsed:7.2f}s] {text}\n"
+        for stream in (self.stream if self.enabled else None, self.log):
+            if stream is not None:
+                stream.write(line)
+                stream.flush()
 
-    def started(self, node_id: str, node_type: str, attempt: int) -> None:
+    def started(
+        self, node_id: str, node_type: str, attempt: int, at: datetime | None = None
+    ) -> None:
         again = f" (attempt {attempt})" if attempt > 1 else ""
-        self.say(f"▶ {node_id} [{node_type}] started{again}")
+        self.say(f"▶ {node_id} [{node_type}] started{again}", at)
 
-    def finished(self, node_id: str, status: str, duration_ms: float | None, error: str) -> None:
+    def finished(
+        self,
+        node_id: str,
+        status: str,
+        duration_ms: float | None,
+        error: str,
+        at: datetime | None = None,
+    ) -> None:
         took = f" in {duration_ms:.0f}ms" if duration_ms is not None else ""
         why = f": {error}" if error else ""
-        self.say(f"{MARKS.get(NodeStatus(status), '•')} {node_id} {str(status).lower()}{took}{why}")
+        mark = MARKS.get(NodeStatus(status), "•")
+        self.say(f"{mark} {node_id} {str(status).lower()}{took}{why}", at)
 
 
 @contextmanager
@@ -81,7 +112,7 @@ def executing_here(run_id: int, progress: Progress, as_json: bool) -> Iterator[N
     """Nodes of ``run_id`` run in this process (no broker): progress lines, stdout kept for
     --json alone, and Ctrl-C cancels the run, since nothing else would ever finish it."""
     quiet = redirect_stdout(sys.stderr) if as_json else nullcontext()
-    with inline_progress(progress, lambda: run_id), quiet:
+    with inline_progress(progress, lambda: run_id), quiet, _node_failures_shown_once():
         try:
             yield
         except KeyboardInterrupt:
@@ -89,36 +120,90 @@ def executing_here(run_id: int, progress: Progress, as_json: bool) -> Iterator[N
             raise CommandError(f"Interrupted: pipeline run {run_id} was cancelled.") from None
 
 
+@contextmanager
+def _node_failures_shown_once() -> Iterator[None]:
+    """The progress line reports a node's failure here; the engine's log line would repeat it."""
+    engine_log = logging.getLogger("orchestrator.engine")
+    level = engine_log.level
+    engine_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        engine_log.setLevel(level)
+
+
 #: Where following a run stops: it ended, or it waits for a resume.
 FOLLOW_UNTIL = TERMINAL | {RunStatus.PAUSED}
 
 
-def follow(run_id: int, progress: Progress, *, interval: float = 0.2) -> PipelineRun:
-    """Poll the run until it ends or pauses, printing node changes; returns the run."""
+def follow(
+    run_id: int,
+    progress: Progress,
+    *,
+    interval: float = 0.2,
+    timeout: float | None = None,
+) -> PipelineRun:
+    """Poll the run until it ends or pauses, printing node changes; returns the run.
+
+    Lines for what happened before are stamped with their recorded times. When the run waits
+    for a worker longer than ``ORCHESTRATOR_WORKER_NOTICE_SECONDS`` and none listens on its
+    queue, it says so once. Raises FollowTimeout after ``timeout`` seconds.
+    """
     seen: dict[str, tuple[str, int]] = {}
+    started = time.monotonic()
+    last_change = started
+    noticed = False
     while True:
         run = PipelineRun.objects.get(pk=run_id)
-        report(seen, NodeRun.objects.filter(run_id=run_id).order_by("position", "id"), progress)
+        if progress.origin is None:
+            progress.origin = run.created_at
+        nodes = NodeRun.objects.filter(run_id=run_id).order_by("position", "id")
+        changed, running = report(seen, nodes, progress)
+        if changed:
+            last_change = time.monotonic()
         if RunStatus(run.status) in FOLLOW_UNTIL:
             return run
-        time.sleep(interval)
+        now = time.monotonic()
+        if (
+            not noticed
+            and not running
+            and run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+            and now - last_change >= conf.get("ORCHESTRATOR_WORKER_NOTICE_SECONDS")
+        ):
+            noticed = True
+            if (notice := worker_notice(run)) is not None:
+                progress.say(notice)
+        if timeout is not None and now - started >= timeout:
+            raise FollowTimeout(run)
+        time.sleep(
+            interval if timeout is None else min(interval, max(0.0, timeout - (now - started)))
+        )
 
 
-def report(seen: dict[str, tuple[str, int]], nodes: Iterable[NodeRun], progress: Progress) -> None:
-    """Print what changed in ``nodes`` since ``seen`` (updated): starts, ends and retries."""
+def report(
+    seen: dict[str, tuple[str, int]], nodes: Iterable[NodeRun], progress: Progress
+) -> tuple[bool, bool]:
+    """Print what changed in ``nodes`` since ``seen`` (updated): starts, ends and retries, at
+    their recorded times. Returns whether anything changed and whether a node is running."""
+    changed = running = False
     for node in nodes:
+        running = running or node.status == NodeStatus.RUNNING
         key = (node.status, node.attempt)
         if seen.get(node.node_id) == key:
             continue
+        changed = True
         before = seen.get(node.node_id)
         seen[node.node_id] = key
         if node.status == NodeStatus.RUNNING:
-            progress.started(node.node_id, node.node_type, node.attempt)
+            progress.started(node.node_id, node.node_type, node.attempt, node.started_at)
             continue
         if before is None and node.status != NodeStatus.QUEUED and node.started_at is not None:
-            progress.started(node.node_id, node.node_type, node.attempt)
+            progress.started(node.node_id, node.node_type, node.attempt, node.started_at)
         if node.status != NodeStatus.QUEUED:
-            progress.finished(node.node_id, node.status, node.duration_ms, node.error)
+            progress.finished(
+                node.node_id, node.status, node.duration_ms, node.error, node.finished_at
+            )
+    return changed, running
 
 
 def wait_for_effect(
@@ -149,3 +234,25 @@ def wait_for_effect(
                 f"(it is {status})"
             )
         time.sleep(interval)
+
+
+class FollowTimeout(Exception):
+    """Raised by :func:`follow` when its time is up before the run ends or pauses."""
+
+    def __init__(self, run: PipelineRun) -> None:
+        super().__init__(run.pk)
+        self.run = run
+
+
+def worker_notice(run: PipelineRun) -> str | None:
+    """The line to print when no worker listens on the queue the run's next node waits in."""
+    if dispatch.get().inline or not run.current_node:
+        return None
+    from workers.presence import listening_workers
+
+    spec = engine.plans.get(run.pk).definition.node(run.current_node)
+    queue = spec.queue or conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
+    if listening_workers(queue) != []:
+        return None  # some worker listens (and is busy), or the broker could not be asked
+    start = "orchestrator worker" + (f" -Q {queue}" if spec.queue else "")
+    return f"Waiting for a worker on queue '{queue}'; start one with: {start}"

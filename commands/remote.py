@@ -197,7 +197,8 @@ def _list(command: Any, client: ApiClient, opts: dict[str, Any]) -> None:
             )
         )
         return
-    command.lines(display.run_list_lines(rows, opts["page"], found["has_more"]))
+    next_page = display.more_command(opts) if found["has_more"] else None
+    command.lines(display.run_list_lines(rows, opts["page"], next_page))
 
 
 def _status(command: Any, client: ApiClient, opts: dict[str, Any]) -> None:

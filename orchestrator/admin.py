@@ -2,18 +2,65 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest
 
-from orchestrator import control
-from orchestrator.errors import OrchestratorError
+from orchestrator import control, definitions, dispatch, limits
+from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.models import NodeRun, PipelineDefinition, PipelineRun, RunEvent
 from orchestrator.state import Action
 
 
+class DefinitionJSONField(forms.JSONField):
+    """The config as JSON text; anything a database would refuse is a form error, not a crash."""
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or value in self.empty_values:
+            return super().to_python(value)
+        if isinstance(value, list | dict | int | float | JSONString):
+            return value
+        try:
+            converted = limits.loads(str(value), "the config")
+        except InputError as exc:
+            raise forms.ValidationError(str(exc), code="invalid") from None
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        try:
+            return limits.loads(str(data), "the config")
+        except InputError:
+            return InvalidJSONInput(data)
+
+
+class PipelineDefinitionForm(forms.ModelForm):
+    """Refuses a config that ``definitions.validate`` refuses, listing every problem."""
+
+    config = DefinitionJSONField()
+
+    class Meta:
+        model = PipelineDefinition
+        fields = ("name", "description", "config", "version", "is_active")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        config = cleaned.get("config")
+        if "config" in cleaned:
+            problems = definitions.validate(config)
+            if problems:
+                self.add_error("config", forms.ValidationError(problems))
+        return cleaned
+
+
 @admin.register(PipelineDefinition)
 class PipelineDefinitionAdmin(admin.ModelAdmin):
+    form = PipelineDefinitionForm
     list_display = ("name", "version", "is_active", "updated_at")
     list_filter = ("is_active",)
     search_fields = ("name", "description")
@@ -46,6 +93,16 @@ class RunEventInline(admin.TabularInline):
 
 def _signal(action: Action):
     def apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+        if action == Action.RESUME and dispatch.get().inline:
+            # Inline, the rest of each run would execute inside this web request.
+            modeladmin.message_user(
+                request,
+                "Cannot resume runs from the admin: no broker is configured (CELERY_BROKER_URL), "
+                "so the rest of the run would execute inside this web request. Resume it from "
+                "a terminal: orchestrator pr resume <run id>",
+                messages.ERROR,
+            )
+            return
         for run in queryset:
             try:
                 result = control.signal(run.pk, action)
@@ -59,8 +116,22 @@ def _signal(action: Action):
     return apply
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Pages that show records without Add, Save or Delete: runs are made by run_pipeline and
+    changed only by their workers and the control actions; the event trail is append-only."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(PipelineRun)
-class PipelineRunAdmin(admin.ModelAdmin):
+class PipelineRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "pipeline_name",
@@ -79,7 +150,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(RunEvent)
-class RunEventAdmin(admin.ModelAdmin):
+class RunEventAdmin(ReadOnlyAdmin):
     list_display = ("run", "kind", "node_id", "host", "pid", "at")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in RunEvent._meta.fields]

@@ -27,10 +27,11 @@ def runnable(name: str) -> tuple[definitions.Definition, PipelineDefinition]:
 
 def save(
     data: Any, *, name: str | None = None, active: bool = True
-) -> tuple[PipelineDefinition, bool]:
-    """Validate ``data`` and store it under ``name`` (else its own name field), creating the
-    definition or updating it with its version bumped; returns it and whether it was created.
-    Raises DefinitionError with every problem when it is invalid."""
+) -> tuple[PipelineDefinition, str]:
+    """Validate ``data`` and store it under ``name`` (else its own name field); the version is
+    bumped only when something changed. Returns the stored definition and what happened:
+    ``created``, ``updated`` or ``unchanged``. Raises DefinitionError with every problem when it
+    is invalid."""
     name = name or (data.get("name") if isinstance(data, dict) else None)
     definition = definitions.parse(data, name=name)
     if not name:
@@ -40,12 +41,19 @@ def save(
             name=definition.name,
             defaults={"config": data, "description": definition.description, "is_active": active},
         )
-        if not created:
-            PipelineDefinition.objects.filter(pk=stored.pk).update(
-                config=data,
-                description=definition.description,
-                is_active=active,
-                version=F("version") + 1,
-            )
-            stored.refresh_from_db()
-    return stored, created
+        if created:
+            return stored, "created"
+        if (stored.config, stored.description, stored.is_active) == (
+            data,
+            definition.description,
+            active,
+        ):
+            return stored, "unchanged"
+        PipelineDefinition.objects.filter(pk=stored.pk).update(
+            config=data,
+            description=definition.description,
+            is_active=active,
+            version=F("version") + 1,
+        )
+        stored.refresh_from_db()
+    return stored, "updated"

@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 STATUS_CODES = {str(action): CLARIFAI_CODES[status] for action, status in SIGNAL_EFFECTS.items()}
 
 DEFAULT_API_BASE = "https://api.clarifai.com"
+#: The Clarifai CLI's own configuration (written by ``clarifai login``).
+CLI_CONFIG = Path("~/.config/clarifai/config")
+#: Orchestration statuses after which a Clarifai run changes no more.
+FINAL_CODES = frozenset(
+    {"JOB_COMPLETED", "JOB_FAILED", "JOB_CANCELLED", "JOB_UNEXPECTED_ERROR", "JOB_CONFLICT"}
+)
 DEFAULT_TIMEOUT = 10.0
 CONFIG_LOCK = "config-lock.yaml"
 
@@ -76,6 +82,30 @@ class ClarifaiIds:
     pipeline_id: str
     pipeline_version_id: str
     pipeline_version_run_id: str
+
+
+def cli_context(path: Path | None = None) -> dict[str, str]:
+    """The ``env`` of the Clarifai CLI's current context (``CLARIFAI_PAT``, ``CLARIFAI_USER_ID``,
+    ``CLARIFAI_API_BASE``), as ``clarifai login`` writes it; empty when there is none."""
+    import yaml
+
+    path = (path or CLI_CONFIG).expanduser()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    if not isinstance(document, dict) or not isinstance(document.get("contexts"), dict):
+        return {}
+    context = document["contexts"].get(document.get("current_context", "default"))
+    env = context.get("env") if isinstance(context, dict) else None
+    if not isinstance(env, dict):
+        return {}
+    return {str(k): str(v) for k, v in env.items() if isinstance(v, str | int) and v != ""}
+
+
+def setting(name: str) -> str:
+    """``CLARIFAI_<name>`` from the environment, else from the Clarifai CLI's current context."""
+    return os.environ.get(name) or cli_context().get(name, "")
 
 
 def load_config_lock(path: Path) -> dict[str, str]:
@@ -130,6 +160,8 @@ def resolve_ids(
     for name, value in (stored or {}).items():
         if name in ID_FIELDS and value:
             ids.setdefault(name, str(value))
+    if "user_id" not in ids and stored is None and (user := setting("CLARIFAI_USER_ID")):
+        ids["user_id"] = user
 
     lock_problem = ""
     lock_path = (cwd if cwd is not None else Path.cwd()) / CONFIG_LOCK
@@ -159,17 +191,7 @@ def patch_run_status(
     timeout: float | None = None,
 ) -> None:
     """Set the orchestration status of the run ``ids`` names to ``status_code_pb2.<code_name>``."""
-    pat = pat if pat is not None else os.environ.get("CLARIFAI_PAT", "")
-    if not pat:
-        raise ClarifaiCallError(
-            "CLARIFAI_PAT is not set: export your Clarifai personal access token",
-            code_name="CLARIFAI_PAT_MISSING",
-        )
-    base = base or os.environ.get("CLARIFAI_API_BASE") or DEFAULT_API_BASE
-    timeout = timeout if timeout is not None else _default_timeout()
-
-    import grpc
-    from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
+    from clarifai_grpc.grpc.api import resources_pb2, service_pb2
     from clarifai_grpc.grpc.api.status import status_code_pb2, status_pb2
 
     try:
@@ -192,11 +214,58 @@ def patch_run_status(
         ],
         action="overwrite",
     )
+    _call("PatchPipelineVersionRuns", request, pat=pat, base=base, timeout=timeout)
+
+
+def run_status(
+    ids: ClarifaiIds,
+    *,
+    pat: str | None = None,
+    base: str | None = None,
+    timeout: float | None = None,
+) -> tuple[str, str]:
+    """The orchestration status of the run ``ids`` names (``GetPipelineVersionRun``), as its
+    ``status_code_pb2`` name and its description."""
+    from clarifai_grpc.grpc.api import resources_pb2, service_pb2
+    from clarifai_grpc.grpc.api.status import status_code_pb2
+
+    request = service_pb2.GetPipelineVersionRunRequest(
+        user_app_id=resources_pb2.UserAppIDSet(user_id=ids.user_id, app_id=ids.app_id),
+        pipeline_id=ids.pipeline_id,
+        pipeline_version_id=ids.pipeline_version_id,
+        pipeline_version_run_id=ids.pipeline_version_run_id,
+    )
+    response = _call("GetPipelineVersionRun", request, pat=pat, base=base, timeout=timeout)
+    status = response.pipeline_version_run.orchestration_status.status
+    try:
+        name = status_code_pb2.StatusCode.Name(status.code)
+    except ValueError:
+        name = str(status.code)
+    return name, status.description
+
+
+def _call(
+    method: str, request: Any, *, pat: str | None, base: str | None, timeout: float | None
+) -> Any:
+    """One V2 call with the PAT, the API base and a deadline; ClarifaiCallError on failure."""
+    pat = pat if pat is not None else setting("CLARIFAI_PAT")
+    if not pat:
+        raise ClarifaiCallError(
+            "CLARIFAI_PAT is not set: export your Clarifai personal access token",
+            code_name="CLARIFAI_PAT_MISSING",
+        )
+    base = base or setting("CLARIFAI_API_BASE") or DEFAULT_API_BASE
+    timeout = timeout if timeout is not None else _default_timeout()
+
+    import grpc
+    from clarifai_grpc.grpc.api import service_pb2_grpc
+    from clarifai_grpc.grpc.api.status import status_code_pb2
 
     # The channel must exist before the stub: ClarifaiChannel installs the deserializer V2Stub uses.
     channel = _open_channel(base)
     try:
-        response = service_pb2_grpc.V2Stub(channel).PatchPipelineVersionRuns(
+        stub = service_pb2_grpc.V2Stub(channel)
+        response = getattr(stub, method)(
             request, metadata=(("authorization", f"Key {pat}"),), timeout=timeout
         )
     except grpc.RpcError as e:
@@ -205,7 +274,8 @@ def patch_run_status(
         channel.close()
 
     if response.status.code != status_code_pb2.SUCCESS:
-        raise _status_failure(response.status, pat)
+        raise _status_failure(response.status, pat, "the change" if "Patch" in method else "it")
+    return response
 
 
 def _default_timeout() -> float:
@@ -281,7 +351,7 @@ def _rpc_failure(error: grpc.RpcError, base: str, timeout: float, pat: str) -> C
     )
 
 
-def _status_failure(status: Any, pat: str) -> ClarifaiCallError:
+def _status_failure(status: Any, pat: str, what: str = "the change") -> ClarifaiCallError:
     """The one-line error for a response whose Clarifai status is not SUCCESS."""
     from clarifai_grpc.grpc.api.status import status_code_pb2
 
@@ -289,7 +359,7 @@ def _status_failure(status: Any, pat: str) -> ClarifaiCallError:
         name = status_code_pb2.StatusCode.Name(status.code)
     except ValueError:
         name = str(status.code)
-    message = f"Clarifai refused the change: {name}"
+    message = f"Clarifai refused {what}: {name}"
     if status.description:
         message += f" ({status.description})"
     if status.details:

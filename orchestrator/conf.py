@@ -24,6 +24,14 @@ ORCHESTRATOR_MAX_NODE_TIMEOUT: float = 6 * 3600.0
 ORCHESTRATOR_HARD_TIMEOUT_GRACE: float = 30.0
 #: Largest payload accepted by ``run_pipeline``, in bytes.
 ORCHESTRATOR_MAX_PAYLOAD_BYTES: int = 1024 * 1024
+#: Most nodes a pipeline definition may have.
+ORCHESTRATOR_MAX_NODES: int = 1000
+#: Largest pipeline definition accepted, in bytes of JSON.
+ORCHESTRATOR_MAX_DEFINITION_BYTES: int = 1024 * 1024
+#: Most retries a node may ask for (each waits twice as long as the one before).
+ORCHESTRATOR_MAX_RETRIES: int = 20
+#: Seconds a followed run may wait for a worker before the CLI says that none is taking it.
+ORCHESTRATOR_WORKER_NOTICE_SECONDS: float = 5.0
 #: Celery queue for node tasks that name no queue of their own.
 ORCHESTRATOR_DEFAULT_QUEUE: str = "orchestrator"
 #: Dotted path of the dispatcher used when a broker is configured.

@@ -14,8 +14,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import dispatch, engine, events, mirror
-from orchestrator.errors import RunNotFound, TransitionRefused
+from orchestrator import dispatch, engine, events, mirror, runref
+from orchestrator.errors import RunNotFound, TransitionRefused, UsageError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
 
@@ -60,34 +60,53 @@ class ControlResult:
         }
 
 
-def find_run(ref: str | int) -> PipelineRun | None:
-    """The run with local id ``ref``, else the run linked to Clarifai run id ``ref``."""
-    ref = str(ref).strip()
-    if ref.isdigit():
-        run = PipelineRun.objects.filter(pk=int(ref)).first()
-        if run is not None:
-            return run
-    return PipelineRun.objects.filter(clarifai_pipeline_version_run_id=ref).order_by("-id").first()
+def find_run(ref: str | int, scope: str | None = None) -> PipelineRun | None:
+    """The run ``ref`` names: a local run id, or the Clarifai run id of a linked run.
+
+    ``scope`` 'local' or 'remote' keeps one reading. Raises UsageError for a malformed id, or
+    for an id that is both one run's local id and another run's Clarifai id.
+    """
+    if isinstance(ref, int):
+        return PipelineRun.objects.filter(pk=ref).first()
+    parsed = runref.parse(ref, scope)
+    local = linked = None
+    if parsed.local_id is not None:
+        local = PipelineRun.objects.filter(pk=parsed.local_id).first()
+    if parsed.clarifai_id is not None:
+        linked = (
+            PipelineRun.objects.filter(clarifai_pipeline_version_run_id=parsed.clarifai_id)
+            .exclude(clarifai_pipeline_version_run_id="")
+            .order_by("-id")
+            .first()
+        )
+    if local is not None and linked is not None and local.pk != linked.pk:
+        raise UsageError(
+            f"Run id {parsed.text} is ambiguous: it is local pipeline run {local.pk}, and the "
+            f"Clarifai pipeline version run linked to pipeline run {linked.pk}. "
+            "Pass --local or --remote to choose."
+        )
+    return local or linked
 
 
-def get_run(ref: str | int) -> PipelineRun:
-    run = find_run(ref)
+def get_run(ref: str | int, scope: str | None = None) -> PipelineRun:
+    run = find_run(ref, scope)
     if run is None:
         raise RunNotFound(f"Pipeline run not found: {ref}")
     return run
 
 
-def store_link(run: PipelineRun, **ids: str | None) -> None:
-    """Store the Clarifai ids given on a control command on the run."""
-    fields = {LINK_FIELDS[key]: value for key, value in ids.items() if value and key in LINK_FIELDS}
-    if fields:
-        PipelineRun.objects.filter(pk=run.pk).update(**fields)
-        for name, value in fields.items():
-            setattr(run, name, value)
+def link_fields(**ids: str | None) -> dict[str, str]:
+    """The run fields for the Clarifai ids given on a control command (empty ones left out)."""
+    return {LINK_FIELDS[key]: value for key, value in ids.items() if value and key in LINK_FIELDS}
 
 
-def signal(ref: str | int, action: Action) -> ControlResult:
-    """Apply ``action`` to the run ``ref``; raises TransitionRefused when the table refuses it."""
+def signal(ref: str | int, action: Action, link: dict[str, str] | None = None) -> ControlResult:
+    """Apply ``action`` to the run ``ref``; raises TransitionRefused when the table refuses it.
+
+    ``link`` (from :func:`link_fields`) is stored on the run in the same compare-and-set as the
+    change, so a refused signal writes nothing.
+    """
+    link = link or {}
     run = get_run(ref)
     for _ in range(10):
         previous = RunStatus(run.status)
@@ -98,36 +117,44 @@ def signal(ref: str | int, action: Action) -> ControlResult:
                 f"{ALLOWED_WHEN[action]}"
             )
         if target is Outcome.NOOP:
-            if _record_noop(run, action, previous):
+            if _record_noop(run, action, previous, link):
                 return ControlResult(
                     run, action, previous, previous, True, _noop_message(run, previous)
                 )
             run.refresh_from_db()
             continue
-        message = _apply(run, action, previous, target)
+        message = _apply(run, action, previous, target, link)
         if message is not None:
             return ControlResult(run, action, previous, target, False, message)
         run.refresh_from_db()  # another host or a worker changed it first: decide again
     raise TransitionRefused(f"Pipeline run {run.pk} keeps changing status; try again")
 
 
-def _record_noop(run: PipelineRun, action: Action, status: RunStatus) -> bool:
+def _record_noop(run: PipelineRun, action: Action, status: RunStatus, link: dict[str, str]) -> bool:
     """Record a repeated request (still a request, for the trail) if the run is still ``status``;
     the row is written as by a transition, so the event takes its place in the trail in order."""
     with transaction.atomic():
-        if not PipelineRun.objects.filter(pk=run.pk, status=status).update(status=status):
+        if not PipelineRun.objects.filter(pk=run.pk, status=status).update(status=status, **link):
             return False
+        for name, value in link.items():
+            setattr(run, name, value)
         events.record(
             run.pk, REQUEST_EVENTS[action], previous=str(status), status=str(status), noop=True
         )
     return True
 
 
-def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunStatus) -> str | None:
+def _apply(
+    run: PipelineRun,
+    action: Action,
+    previous: RunStatus,
+    target: RunStatus,
+    link: dict[str, str],
+) -> str | None:
     """Compare-and-set the run from ``previous`` to ``target``; the operator's line, or None
     when another host changed the run first."""
     now = timezone.now()
-    fields: dict[str, Any] = {"status": target}
+    fields: dict[str, Any] = {"status": target, **link}
     effect = None
     resumed = target == RunStatus.RUNNING and previous == RunStatus.PAUSED
     resume_node = run.resume_from
@@ -135,7 +162,8 @@ def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunSta
         fields.update(resume_from=run.current_node, current_node="")
         effect = RunEvent.PAUSED
     elif target == RunStatus.CANCELLED:
-        fields.update(engine.ended_fields(run.started_at, now))
+        # A cancelled run resumes from nowhere.
+        fields.update(engine.ended_fields(run.started_at, now), resume_from="")
         effect = RunEvent.CANCELLED
     elif resumed:
         fields.update(current_node=resume_node, resume_from="", dispatched_at=now)

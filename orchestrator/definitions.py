@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import conf, nodes
-from orchestrator.errors import DefinitionError, OrchestratorError
+from orchestrator import conf, limits, nodes
+from orchestrator.errors import DefinitionError, InputError, OrchestratorError
 
 #: Per-node options and the check each value must pass, with the sentence used when it fails.
 NODE_OPTIONS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -53,15 +53,20 @@ class Definition:
     nodes: tuple[NodeSpec, ...]
     raw: dict[str, Any] = field(repr=False, compare=False)
 
+    _by_id: dict[str, NodeSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {spec.id: spec for spec in self.nodes})
+
     @property
     def entry(self) -> NodeSpec:
         return self.nodes[0]
 
     def node(self, node_id: str) -> NodeSpec:
-        for spec in self.nodes:
-            if spec.id == node_id:
-                return spec
-        raise OrchestratorError(f"Pipeline '{self.name}' has no node '{node_id}'")
+        spec = self._by_id.get(node_id)
+        if spec is None:
+            raise OrchestratorError(f"Pipeline '{self.name}' has no node '{node_id}'")
+        return spec
 
 
 def _option_problem(key: str, value: Any) -> str | None:
@@ -70,24 +75,63 @@ def _option_problem(key: str, value: Any) -> str | None:
         return sentence
     if not isinstance(value, kinds):
         return sentence
-    if key in ("retries", "retry_backoff_seconds") and value < 0:
+    return _range_problem(key, value, sentence)
+
+
+def _range_problem(key: str, value: Any, sentence: str) -> str | None:
+    """A value of the right type must also be finite and within the option's range."""
+    if key in ("required",):
+        return None
+    if key == "queue":
+        if not value.strip():
+            return sentence
+        return None if (problem := limits.name_problem(value)) is None else f"{problem}"
+    if not limits.finite_number(value, low=-math.inf, high=math.inf):
+        return "must be a finite number"
+    if value < 0 or (key == "timeout_seconds" and value <= 0):
         return sentence
-    if key == "timeout_seconds" and value <= 0:
-        return sentence
-    if key == "timeout_seconds" and value > (most := conf.get("ORCHESTRATOR_MAX_NODE_TIMEOUT")):
+    if key == "retries" and value > (most := conf.get("ORCHESTRATOR_MAX_RETRIES")):
+        return f"must be at most {most} (ORCHESTRATOR_MAX_RETRIES)"
+    most = conf.get("ORCHESTRATOR_MAX_NODE_TIMEOUT")
+    if key in ("timeout_seconds", "retry_backoff_seconds") and value > most:
         # The broker's visibility timeout is set above this, or a long node would be handed out
         # to a second worker while the first still runs it.
         return f"must be at most {most:g} (ORCHESTRATOR_MAX_NODE_TIMEOUT)"
-    if key == "queue" and not value.strip():
-        return sentence
     return None
+
+
+def limit_problems(data: Any) -> list[str]:
+    """Why ``data`` is too big or holds what no database stores; checked before anything else,
+    so that no later check ever works on an oversized or hostile definition."""
+    problem = limits.json_problem(data)
+    if problem is not None:
+        return [f"Definition cannot be stored: {problem}"]
+    raw_nodes = data.get("nodes") if isinstance(data, dict) else None
+    most = conf.get("ORCHESTRATOR_MAX_NODES")
+    if isinstance(raw_nodes, list) and len(raw_nodes) > most:
+        return [
+            f"Definition has {len(raw_nodes)} nodes; the limit is {most} (ORCHESTRATOR_MAX_NODES)"
+        ]
+    size, largest = limits.json_size(data), conf.get("ORCHESTRATOR_MAX_DEFINITION_BYTES")
+    if size > largest:
+        return [f"Definition is {size} bytes of JSON; the limit is {largest} bytes"]
+    return []
+
+
+def name_problems(data: dict[str, Any]) -> list[str]:
+    """The pipeline's name, if it has one, must be a text the records can hold."""
+    if "name" in data and (problem := limits.name_problem(data["name"])) is not None:
+        return [f"name {problem}"]
+    return []
 
 
 def validate(data: Any) -> list[str]:
     """Every problem with the definition ``data``, as sentences; empty when it is valid."""
     if not isinstance(data, dict):
         return ["Definition must be a JSON object"]
-    problems: list[str] = []
+    if too_big := limit_problems(data):
+        return too_big
+    problems: list[str] = name_problems(data)
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append("defaults must be an object")
@@ -113,6 +157,9 @@ def validate(data: Any) -> list[str]:
         node_id = node.get("id")
         if not isinstance(node_id, str) or not node_id.strip():
             problems.append(f"Node #{index} has no id")
+            label = f"#{index}"
+        elif (problem := limits.name_problem(node_id)) is not None:
+            problems.append(f"Node #{index} id {problem}")
             label = f"#{index}"
         else:
             label = node_id
@@ -153,28 +200,67 @@ def validate(data: Any) -> list[str]:
     return problems
 
 
+class GraphWork:
+    """Counts the steps the graph checks take (nodes visited plus edges followed), so that a
+    test can show they grow linearly with the definition."""
+
+    def __init__(self) -> None:
+        self.visits = 0
+
+
+graph_work = GraphWork()
+
+
+def _successors(value: Any, links: dict[str, Any]) -> list[str]:
+    """The node ids a ``next`` value leads to, among the nodes that exist."""
+    targets = value if isinstance(value, list) else [value]
+    return [t for t in targets if isinstance(t, str) and t in links]
+
+
 def _graph_problems(ids: list[str], links: dict[str, Any]) -> list[str]:
-    """Cycles and nodes unreachable from the entry, following ``next`` links."""
+    """Cycles and nodes unreachable from the entry, following ``next`` links.
+
+    Linear in nodes plus edges: one depth-first pass, without recursion, finds every cycle (as a
+    back edge), and one breadth-first pass from the entry finds what it reaches.
+    """
     if not ids:
         return []
     problems: list[str] = []
-    reported: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
     for start in ids:
-        path: list[str] = []
-        current: Any = start
-        while isinstance(current, str) and current in links and current not in path:
-            path.append(current)
-            current = links[current]
-        if isinstance(current, str) and current in path:
-            cycle = path[path.index(current) :]
-            if frozenset(cycle) not in reported:
-                reported.add(frozenset(cycle))
-                problems.append("Cycle detected: " + " → ".join([*cycle, current]))
-    reachable: set[str] = set()
-    current = ids[0]
-    while isinstance(current, str) and current in links and current not in reachable:
-        reachable.add(current)
-        current = links[current]
+        if start in state:
+            continue
+        path: list[str] = [start]
+        position = {start: 0}
+        pending = [iter(_successors(links[start], links))]
+        state[start] = 1
+        graph_work.visits += 1
+        while pending:
+            step = next(pending[-1], None)
+            if step is None:
+                done = path.pop()
+                del position[done]
+                state[done] = 2
+                pending.pop()
+                continue
+            graph_work.visits += 1
+            if state.get(step) == 1:
+                cycle = path[position[step] :]
+                problems.append("Cycle detected: " + " → ".join([*cycle, step]))
+            elif step not in state:
+                state[step] = 1
+                position[step] = len(path)
+                path.append(step)
+                pending.append(iter(_successors(links[step], links)))
+    reachable = {ids[0]}
+    frontier = [ids[0]]
+    while frontier:
+        current = frontier.pop()
+        for step in _successors(links[current], links):
+            graph_work.visits += 1
+            if step not in reachable:
+                reachable.add(step)
+                frontier.append(step)
     problems.extend(
         f"Node '{node_id}' is unreachable from the entry node '{ids[0]}'"
         for node_id in ids
@@ -186,6 +272,8 @@ def _graph_problems(ids: list[str], links: dict[str, Any]) -> list[str]:
 def parse(data: Any, *, name: str | None = None) -> Definition:
     """A :class:`Definition` from ``data``; raises DefinitionError listing every problem."""
     problems = validate(data)
+    if name is not None and (problem := limits.name_problem(name)) is not None:
+        problems.append(f"Pipeline name {problem}")
     if problems:
         raise DefinitionError(problems)
     defaults = {**OPTION_DEFAULTS, **data.get("defaults", {})}
@@ -213,13 +301,19 @@ def parse(data: Any, *, name: str | None = None) -> Definition:
 def load_file(path: str | Path) -> dict[str, Any]:
     """The JSON object in ``path``; OrchestratorError with the user-facing message otherwise."""
     path = Path(path)
+    largest = conf.get("ORCHESTRATOR_MAX_DEFINITION_BYTES")
     try:
+        size = path.stat().st_size
+        if size > largest:
+            raise OrchestratorError(
+                f"Config file {path} is {size} bytes; the limit is {largest} bytes"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise OrchestratorError(f"Config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise OrchestratorError(f"Cannot read config file {path}: {exc}") from exc
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise OrchestratorError(f"Invalid JSON in config file: {exc}") from exc
+        return limits.loads(text, "config file")
+    except InputError as exc:
+        raise OrchestratorError(str(exc)) from None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,6 +52,23 @@ class InlineDispatcher:
 
     def enqueue_mirror(self, run_id: int, event_id: int) -> None:
         self._queue.append(("mirror", run_id, event_id, 0))
+        self._drain()
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Keep the work handed over inside the block for :meth:`run_pending`, so that a caller
+        can say what it did (a resume) before the rest of the run executes here."""
+        held, self._draining = self._draining, True
+        try:
+            yield
+        except BaseException:
+            self._queue.clear()
+            raise
+        finally:
+            self._draining = held
+
+    def run_pending(self) -> None:
+        """Execute the work kept by :meth:`deferred`."""
         self._drain()
 
     def _drain(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from orchestrator import nodes
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.redaction import redact
+from orchestrator.state import RunStatus
 
 
 def secret_keys(node_type: str) -> frozenset[str]:
@@ -64,7 +65,7 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
         "source": run.source,
         "environment": run.environment,
         "current_node": run.current_node or None,
-        "resume_from": run.resume_from or None,
+        "resume_from": (run.resume_from or None) if run.status == RunStatus.PAUSED else None,
         "error": redact(run.error) or None,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,

@@ -61,3 +61,13 @@ class RemoteError(OrchestratorError):
 
 class DefinitionNotFound(OrchestratorError):
     """Raised when no stored pipeline definition has the name given, or it is inactive."""
+class InputError(OrchestratorError):
+    """Raised when an input (JSON, a text, a number) is one the orchestrator will not store."""
+
+
+class UsageError(OrchestratorError):
+    """Raised when a command is given an argument it cannot use, such as a malformed run id."""
+
+
+class DatabaseUnavailable(OrchestratorError):
+    """Raised when the database cannot be reached or is not ready for the orchestrator."""

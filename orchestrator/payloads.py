@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator import conf
-from orchestrator.errors import PayloadError
+from orchestrator import conf, limits
+from orchestrator.errors import InputError, PayloadError
 
 
 def _as_object(text: str, where: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"Invalid JSON in {where}: {exc}") from exc
+        value = limits.loads(text, where)
+    except InputError as exc:
+        raise PayloadError(str(exc)) from None
     if not isinstance(value, dict):
         raise PayloadError(
             f"Payload must be a JSON object; {where} holds a JSON {type(value).__name__}"
@@ -22,9 +21,13 @@ def _as_object(text: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _check_size(text: str | bytes, where: str) -> None:
+def _check_size(text: str | bytes | int, where: str) -> None:
+    """Refuse ``text`` (or a size in bytes) over the payload limit."""
     limit = conf.get("ORCHESTRATOR_MAX_PAYLOAD_BYTES")
-    size = len(text.encode() if isinstance(text, str) else text)
+    if isinstance(text, int):
+        size = text
+    else:
+        size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     if size > limit:
         raise PayloadError(
             f"Payload too large: {where} is {size} bytes; the limit is {limit} bytes"
@@ -51,8 +54,16 @@ def build(
             raise PayloadError(f"Cannot read payload file {file}: not UTF-8 text") from exc
         result.update(_as_object(text, f"payload file {file}"))
     if payload is not None:
+        if (problem := limits.text_problem(payload)) is not None:
+            raise PayloadError(f"--payload {problem}")
         _check_size(payload, "--payload")
         result.update(_as_object(payload, "--payload"))
     # Measured as compactly as it could have been sent, so that no input within the limit fails.
-    _check_size(json.dumps(result, ensure_ascii=False, separators=(",", ":")), "the payload")
+    if (problem := limits.json_problem(result)) is not None:  # a sample given by a caller
+        raise PayloadError(f"The payload cannot be stored: {problem}")
+    limit = conf.get("ORCHESTRATOR_MAX_PAYLOAD_BYTES")
+    if (size := limits.json_size(result)) > limit:
+        raise PayloadError(
+            f"Payload too large: the payload is {size} bytes; the limit is {limit} bytes"
+        )
     return result

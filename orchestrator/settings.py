@@ -1,20 +1,20 @@
 """Standalone Django settings, read from the environment (12-factor).
 
-``DATABASE_URL``      database; default a SQLite file ``orchestrator.sqlite3`` in the working
-                      directory, created and migrated on first use.
+``DATABASE_URL``      database; default a SQLite file ``orchestrator.sqlite3`` in the user's data
+                      directory (``ORCHESTRATOR_HOME`` if set), created and migrated on first use.
 ``CELERY_BROKER_URL`` broker; unset means the embedded default: runs execute inline, in-process.
 ``CLARIFAI_PAT``, ``CLARIFAI_API_BASE`` the Clarifai mirror.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
 
 import dj_database_url
-
-BASE_DIR = Path.cwd()
+from django.core.exceptions import ImproperlyConfigured
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "orchestrator-insecure-development-key")
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
@@ -57,12 +57,36 @@ TEMPLATES = [
     }
 ]
 
-DEFAULT_SQLITE = BASE_DIR / "orchestrator.sqlite3"
+
+def home() -> Path:
+    """The per-user directory holding the embedded database: ``ORCHESTRATOR_HOME`` if set, else
+    the user data directory (``~/.local/share/orchestrator`` on Linux), so that every terminal
+    of one user, in any working directory, sees the same runs."""
+    if override := os.environ.get("ORCHESTRATOR_HOME"):
+        return Path(override).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("orchestrator", appauthor=False)
+
+
+DEFAULT_SQLITE = home() / "orchestrator.sqlite3"
+
+
+SUPPORTED_ENGINES = ("django.db.backends.sqlite3", "django.db.backends.postgresql")
 
 
 def database_from_url(url: str) -> dict:
     """Django DATABASES entry for a URL; SQLite gets a lock timeout that suits several writers."""
-    config = dj_database_url.parse(url, conn_max_age=60)
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60)
+    except (ValueError, KeyError) as exc:
+        config = {"ENGINE": "", "error": exc}
+    if not config["ENGINE"].startswith(SUPPORTED_ENGINES):
+        scheme = url.split("://", 1)[0] if "://" in url else "none"
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not usable (scheme {scheme[:20]!r}): use "
+            "sqlite:////path/to/file.sqlite3 or postgres://user:password@host:5432/name"
+        )
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["CONN_MAX_AGE"] = 0
         # Several processes (CLI, workers) write one file: wait for locks, take them up front,
@@ -72,16 +96,24 @@ def database_from_url(url: str) -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
+    elif config["ENGINE"].startswith("django.db.backends.postgresql"):
+        # A server that drops connection attempts must not hold a command for minutes.
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 10)
     return config
 
 
-DATABASES = {
-    "default": database_from_url(os.environ.get("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE}"))
-}
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
+else:
+    with contextlib.suppress(OSError):  # an unwritable home is reported when the file is opened
+        DEFAULT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {"default": database_from_url(f"sqlite:///{DEFAULT_SQLITE}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True
 TIME_ZONE = "UTC"
+# Timestamps to the second in the admin (orchestrator/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["orchestrator.formats"]
 STATIC_URL = "static/"
 
 # --- Web console and HTTP API (orchestrator serve) ----------------------------------------------

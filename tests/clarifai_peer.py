@@ -1,4 +1,5 @@
-"""A real Clarifai gRPC peer on loopback that records PatchPipelineVersionRuns calls.
+"""A real Clarifai gRPC peer on loopback that records PatchPipelineVersionRuns calls and answers
+GetPipelineVersionRun with the statuses a test scripts.
 
 It speaks the same protocol as api.clarifai.com for that one method, so the client under test
 runs unmodified over a plaintext channel to ``peer.base``.
@@ -11,7 +12,7 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from clarifai_grpc.grpc.api import service_pb2, service_pb2_grpc
+from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2, status_pb2
 
 MODES = ("success", "failure", "grpc_error", "stall")
@@ -37,6 +38,7 @@ class ClarifaiPeer(service_pb2_grpc.V2Servicer):
         self.metadata: list[dict[str, str]] = []
         #: Seconds each call had left before its client's deadline when it arrived (None: none).
         self.deadlines: list[float | None] = []
+        self.gets: list[service_pb2.GetPipelineVersionRunRequest] = []
         self.reset()
 
     def reset(self) -> None:
@@ -47,6 +49,9 @@ class ClarifaiPeer(service_pb2_grpc.V2Servicer):
             self.requests.clear()
             self.metadata.clear()
             self.deadlines.clear()
+            self.gets.clear()
+        #: Statuses GetPipelineVersionRun answers, one a call; the last one is kept.
+        self.run_statuses: list[str] = ["JOB_RUNNING"]
         self.mode = "success"
         self.failure_code: int = status_code_pb2.CONN_DOES_NOT_EXIST
         self.failure_description = "Resource does not exist"
@@ -120,4 +125,32 @@ class ClarifaiPeer(service_pb2_grpc.V2Servicer):
         return service_pb2.MultiPipelineVersionRunResponse(
             status=status_pb2.Status(code=status_code_pb2.SUCCESS, description="Ok"),
             pipeline_version_runs=list(request.pipeline_version_runs),
+        )
+
+    def GetPipelineVersionRun(
+        self, request: service_pb2.GetPipelineVersionRunRequest, context: grpc.ServicerContext
+    ) -> service_pb2.SinglePipelineVersionRunResponse:
+        """Record the call and answer the next scripted status (the failure modes apply)."""
+        with self._lock:
+            self.gets.append(request)
+            self.metadata.append({key: value for key, value in context.invocation_metadata()})
+            name = self.run_statuses.pop(0) if len(self.run_statuses) > 1 else self.run_statuses[0]
+        if self.mode == "failure":
+            return service_pb2.SinglePipelineVersionRunResponse(
+                status=status_pb2.Status(
+                    code=self.failure_code, description=self.failure_description
+                )
+            )
+        if self.mode == "grpc_error":
+            context.abort(self.grpc_code, self.grpc_details)
+        return service_pb2.SinglePipelineVersionRunResponse(
+            status=status_pb2.Status(code=status_code_pb2.SUCCESS, description="Ok"),
+            pipeline_version_run=resources_pb2.PipelineVersionRun(
+                id=request.pipeline_version_run_id,
+                orchestration_status=resources_pb2.OrchestrationStatus(
+                    status=status_pb2.Status(
+                        code=status_code_pb2.StatusCode.Value(name), description=name.lower()
+                    )
+                ),
+            ),
         )

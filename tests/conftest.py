@@ -3,6 +3,7 @@ console script run in a subprocess against the test database."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 from orchestrator import dispatch, engine
@@ -367,3 +370,25 @@ def api_users(transactional_db: None) -> ApiUsers:
         outsider=tokens.create("outsider").secret,
         operator_user=operator,
     )
+@dataclass
+class Outcome:
+    """What a command run in this process printed, and the CommandError it ended with."""
+
+    stdout: str
+    stderr: str
+    error: CommandError | None
+
+    @property
+    def message(self) -> str:
+        assert self.error is not None, f"the command succeeded:\n{self.stdout}"
+        return str(self.error)
+
+
+def command(*args: str) -> Outcome:
+    """Run a management command in this process, as the console script would."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command(*args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return Outcome(out.getvalue(), err.getvalue(), exc)
+    return Outcome(out.getvalue(), err.getvalue(), None)

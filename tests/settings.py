@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import tempfile
 
-from orchestrator.settings import *  # noqa: F403
-from orchestrator.settings import database_from_url
-
 _TEST_DIR = os.environ.setdefault(
     "ORCHESTRATOR_TEST_DIR", tempfile.mkdtemp(prefix="orchestrator-tests-")
 )
+# The embedded default lives in the user's data directory: never the real user's during tests
+# (the suite and every process it starts use the test database through DATABASE_URL).
+os.environ["ORCHESTRATOR_HOME"] = os.path.join(_TEST_DIR, "home")
+
+from orchestrator.settings import *  # noqa: E402, F403
+from orchestrator.settings import database_from_url  # noqa: E402
 
 if os.environ.get("TEST_DATABASE_URL"):
     DATABASES = {"default": database_from_url(os.environ["TEST_DATABASE_URL"])}

@@ -327,7 +327,7 @@ def test_json_and_a_failed_run_hide_secrets(
     data = json.loads(result.stdout)
     assert data["status"] == "FAILED"
     assert data["error"].startswith("Node 'analyze' failed: OpenAI request failed: HTTP 401: ")
-    assert result.stderr.endswith(f"CommandError: Pipeline failed: {data['error']}\n")
+    assert result.stderr.endswith(f"CommandError: Pipeline run {data['run_id']} failed\n")
     assert PipelineRun.objects.get().config == secret_definition(
         peer_urls(peers)
     )  # the record keeps them

@@ -76,12 +76,13 @@ def test_samples_stores_every_shipped_definition() -> None:
         assert (stored[name].version, stored[name].is_active) == (1, True)
 
 
-def test_samples_again_updates_them() -> None:
+def test_samples_again_leaves_them_and_their_versions_unchanged() -> None:
     pipeline("samples")
     assert pipeline("samples").splitlines() == [
-        f"Updated pipeline definition {name} (version 2)." for name in SAMPLES
+        f"Unchanged pipeline definition {name} (version 1)." for name in SAMPLES
     ]
     assert PipelineDefinition.objects.count() == len(SAMPLES)
+    assert set(PipelineDefinition.objects.values_list("version", flat=True)) == {1}
 
 
 # list
@@ -97,7 +98,8 @@ def test_list_with_nothing_stored_says_how_to_load_the_samples() -> None:
 def test_list_shows_name_version_description_and_inactive_ones(tmp_path: Path) -> None:
     pipeline("samples")
     pipeline("save", str(write_json(tmp_path / "w.json", one_wait("zz-wait"))), "--inactive")
-    lines = pipeline("list").splitlines()
+    header, *lines = pipeline("list").splitlines()
+    assert header.split() == ["NAME", "VERSION", "DESCRIPTION"]
     assert len(lines) == len(SAMPLES) + 1
     health = next(line for line in lines if line.startswith("health-check "))
     assert health.split(None, 2)[1:] == ["v1", HEALTH_CHECK["description"]]
@@ -193,7 +195,11 @@ def test_save_creates_then_updates_and_bumps_the_version(tmp_path: Path) -> None
     assert pipeline("save", str(path)) == "Updated pipeline definition pauser (version 2).\n"
     stored.refresh_from_db()
     assert (stored.version, stored.config) == (2, one_wait("pauser", seconds=2))
-    assert pipeline("save", str(path)) == "Updated pipeline definition pauser (version 3).\n"
+    # Saving it again unchanged keeps the version; a change of state bumps it.
+    assert pipeline("save", str(path)) == "Unchanged pipeline definition pauser (version 2).\n"
+    assert pipeline("save", str(path), "--inactive") == (
+        "Updated pipeline definition pauser (version 3).\n"
+    )
     assert PipelineDefinition.objects.count() == 1
 
 

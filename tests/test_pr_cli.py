@@ -288,7 +288,7 @@ def test_pr_list_shows_runs_newest_first_with_filters_pages_and_json(cli: CLI):
 
     page = cli("pipelinerun", "list", "--limit", "2", "--page", "2", check=True)
     assert listed_ids(page.stdout) == ids[2:4]
-    assert page.stdout.splitlines()[-1] == "More: orchestrator pr list --page 3"
+    assert page.stdout.splitlines()[-1] == "More: orchestrator pr list --limit 2 --page 3"
 
     data = json.loads(cli("pr", "list", "--definition", "beta", "--limit", "1", "--json").stdout)
     assert (data["page"], data["limit"], data["has_more"]) == (1, 1, True)

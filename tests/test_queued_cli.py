@@ -124,9 +124,7 @@ def test_followed_run_that_fails_after_a_retry_reports_it_and_exits_non_zero(
     lines = progress_lines(result.stderr)
     assert "▶ broken [wait] started" in lines
     assert any(line.startswith("✗ broken failed in ") for line in lines)
-    assert "CommandError: Pipeline failed: Node 'broken' failed: wait node failed after 0s" in (
-        result.stderr
-    )
+    assert result.stderr.endswith(f"CommandError: Pipeline run {document['run_id']} failed\n")
 
 
 def test_detach_returns_at_once_and_a_worker_command_later_finishes_the_run(queued_cli: CLI):
@@ -187,8 +185,8 @@ def test_ctrl_c_while_following_leaves_the_run_going_and_says_how_to_watch_or_ca
     _, rest = following.communicate(timeout=30)
 
     err = seen + rest
-    assert following.returncode == 1, err
-    assert f"Stopped following pipeline run {run.pk}; it keeps running." in err
+    assert following.returncode == 0, err  # leaving a run going is not an error
+    assert f"Stopped following pipeline run {run.pk}; it keeps going (RUNNING)." in err
     assert f"orchestrator pr watch {run.pk}" in err
     assert f"orchestrator pr cancel {run.pk}" in err
     assert "Traceback" not in err

@@ -222,12 +222,14 @@ def test_failed_node_shows_its_error_and_the_command_fails(cli: CLI, tmp_path: P
     result = cli("run_pipeline", "--config", str(path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.endswith("CommandError: Pipeline failed: Node 'disk' failed: disk full\n")
+    run = only_run()
+    assert result.stderr.endswith(f"CommandError: Pipeline run {run.pk} failed\n")
     assert "Status: FAILED\n" in result.stdout
     assert "--- wait (disk) ---\n  Status: FAILED\n  Error: disk full\n" in result.stdout
     assert "--- wait (after) ---" not in result.stdout
-    assert result.stdout.endswith("✗ Pipeline failed: Node 'disk' failed: disk full\n")
-    run = only_run()
+    assert result.stdout.endswith("✗ Pipeline failed at node 'disk'\n")
+    # The failure's text once in the progress lines and once with its node, no more.
+    assert (result.stdout + result.stderr).count("disk full") == 2
     assert (run.status, run.error) == ("FAILED", "Node 'disk' failed: disk full")
 
 
@@ -410,7 +412,7 @@ def test_json_of_a_failed_run_is_still_json_and_the_command_fails(cli: CLI, tmp_
     assert data["status"] == "FAILED"
     assert data["error"] == "Node 'disk' failed: disk full"
     assert data["nodes"][0]["error"] == "disk full"
-    assert result.stderr.endswith("CommandError: Pipeline failed: Node 'disk' failed: disk full\n")
+    assert result.stderr.endswith(f"CommandError: Pipeline run {data['run_id']} failed\n")
 
 
 # what is stored on the run

@@ -219,7 +219,8 @@ def get_definition(request: HttpRequest, name: str) -> Any:
 )
 def save_definition(request: HttpRequest, body: DefinitionIn) -> Any:
     auth.require_save(request)
-    stored, created = catalog.save(body.config, name=body.name, active=body.is_active)
+    stored, outcome = catalog.save(body.config, name=body.name, active=body.is_active)
+    created = outcome == "created"
     answer = {"name": stored.name, "version": stored.version, "created": created}
     return (201 if created else 200), answer
 

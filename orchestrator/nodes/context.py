@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 
 from orchestrator.errors import NodeError
+from orchestrator.limits import finite_number
 from orchestrator.nodes.base import NodeContext, NodeHandler
 from orchestrator.nodes.registry import register
 
@@ -89,7 +90,7 @@ class ContextNode(NodeHandler):
                     problems.append(
                         f"thresholds has unknown metric '{name}': use {', '.join(METRICS)}"
                     )
-                elif not _is_number(value) or value < 0:
+                elif not finite_number(value, low=0, high=1e9):
                     problems.append(f"thresholds.{name} must be a non-negative number")
         disk_path = config.get("disk_path", "/")
         if not isinstance(disk_path, str) or not disk_path:

@@ -9,6 +9,7 @@ still come from the local rules so that routing never depends on a model's phras
 from __future__ import annotations
 
 import json
+import math
 import os
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.errors import NodeError
+from orchestrator.limits import finite_number
 from orchestrator.nodes.base import NodeContext, NodeHandler
 from orchestrator.nodes.context import describe_check
 from orchestrator.nodes.registry import register
@@ -234,8 +236,10 @@ class IntelligenceNode(NodeHandler):
         ):
             problems.append("base_url must be an http:// or https:// URL")
         timeout = config.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        if not finite_number(timeout, low=0, high=math.inf) or timeout <= 0:
             problems.append("timeout_seconds must be a positive number")
+        elif timeout > 3600:
+            problems.append("timeout_seconds must be at most 3600")
         return problems
 
     def execute(self, ctx: NodeContext) -> dict[str, Any]:

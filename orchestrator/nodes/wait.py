@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
+from orchestrator import conf
+from orchestrator.limits import finite_number
 from orchestrator.nodes.base import NodeContext, NodeHandler
 from orchestrator.nodes.registry import register
 
@@ -20,14 +23,11 @@ class WaitNode(NodeHandler):
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> list[str]:
         seconds = config.get("seconds", 1)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        if not finite_number(seconds, low=0, high=math.inf):
             return ["seconds must be a non-negative number"]
-        fail_attempts = config.get("fail_attempts", 0)
-        if (
-            isinstance(fail_attempts, bool)
-            or not isinstance(fail_attempts, int)
-            or fail_attempts < 0
-        ):
+        if seconds > (most := conf.get("ORCHESTRATOR_MAX_NODE_TIMEOUT")):
+            return [f"seconds must be at most {most:g} (ORCHESTRATOR_MAX_NODE_TIMEOUT)"]
+        if not finite_number(config.get("fail_attempts", 0), low=0, high=2**31, integer=True):
             return ["fail_attempts must be a non-negative integer"]
         return []
 

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 
 from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from orchestrator import catalog, definitions
+from orchestrator import catalog, definitions, limits
 from orchestrator.errors import DefinitionError
 from orchestrator.models import PipelineDefinition
 
@@ -38,19 +38,23 @@ class Command(OrchestratorCommand):
         ls.add_argument("--json", action="store_true")
         show = verbs.add_parser("show", help="Show one stored definition (secrets redacted).")
         show.add_argument("name")
+        show.add_argument("--json", action="store_true", help="The definition alone, as JSON.")
         val = verbs.add_parser("validate", help="Check a JSON file or a stored definition.")
         val.add_argument("target", metavar="FILE|NAME")
+        val.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
         save = verbs.add_parser(
             "save",
             help="Create or update a definition from a JSON file "
-            "(the version is bumped on update).",
+            "(the version is bumped when it changes).",
         )
         save.add_argument("file")
         save.add_argument("--name", help="Name to store it under (default: the file's name field).")
         save.add_argument("--inactive", action="store_true", help="Store it as inactive.")
-        verbs.add_parser(
+        save.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
+        samples = verbs.add_parser(
             "samples", help=f"Store the sample definitions shipped in {SAMPLES_DIR.name}/."
         )
+        samples.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
 
     def run(self, **opts: Any) -> None:
         getattr(self, f"_{opts['verb']}")(opts)
@@ -67,14 +71,18 @@ class Command(OrchestratorCommand):
         if not rows:
             self.line("No stored definitions. Load the samples with: orchestrator pipeline samples")
             return
+        self.line(f"{'NAME':<28} {'VERSION':<7} DESCRIPTION")
         for row in rows:
             state = "" if row["is_active"] else "  (inactive)"
-            self.line(f"{row['name']:<28} v{row['version']:<4} {row['description'][:60]}{state}")
+            self.line(f"{row['name']:<28} v{row['version']:<6} {row['description'][:60]}{state}")
 
     def _show(self, opts: dict[str, Any]) -> None:
         stored = PipelineDefinition.objects.filter(name=opts["name"]).first()
         if stored is None:
             raise CommandError(f"Pipeline definition not found: {opts['name']}")
+        if opts["json"]:
+            self.line(display.dumps(display.redacted_definition(stored.config)))
+            return
         self.line(f"# {stored.name} v{stored.version}{'' if stored.is_active else ' (inactive)'}")
         self.line(
             json.dumps(display.redacted_definition(stored.config), indent=2, ensure_ascii=False)
@@ -93,27 +101,54 @@ class Command(OrchestratorCommand):
             )
         data = stored.config if stored else definitions.load_file(target)
         problems = definitions.validate(data)
+        if not problems and stored is None:
+            # What save and run_pipeline would refuse: the name a file's run is stored under.
+            name = data.get("name") or Path(target).stem
+            if (problem := limits.name_problem(name)) is not None:
+                problems = [f"Pipeline name {problem}"]
+        if opts["json"]:
+            count = len(data["nodes"]) if not problems else None
+            self.line(
+                display.dumps(
+                    {"target": target, "valid": not problems, "nodes": count, "problems": problems}
+                )
+            )
         if problems:
             raise CommandError(str(DefinitionError(problems)))
-        count = len(data["nodes"])
-        self.line(f"{target} is valid: {count} node{'s' if count != 1 else ''}.")
+        if not opts["json"]:
+            count = len(data["nodes"])
+            self.line(f"{target} is valid: {count} node{'s' if count != 1 else ''}.")
 
     def _save(self, opts: dict[str, Any]) -> None:
-        stored, created = save_file(opts["file"], name=opts["name"], active=not opts["inactive"])
-        verb = "Created" if created else "Updated"
-        self.line(f"{verb} pipeline definition {stored.name} (version {stored.version}).")
+        outcome = save_file(opts["file"], name=opts["name"], active=not opts["inactive"])
+        self._report([outcome], opts["json"])
 
     def _samples(self, opts: dict[str, Any]) -> None:
-        for path in sorted(SAMPLES_DIR.glob("*.json")):
-            stored, created = save_file(str(path))
-            verb = "Created" if created else "Updated"
-            self.line(f"{verb} pipeline definition {stored.name} (version {stored.version}).")
+        outcomes = [save_file(str(path)) for path in sorted(SAMPLES_DIR.glob("*.json"))]
+        self._report(outcomes, opts["json"])
+
+    def _report(self, outcomes: list[tuple[PipelineDefinition, str]], as_json: bool) -> None:
+        if as_json:
+            rows = [
+                {"name": stored.name, "version": stored.version, "outcome": outcome}
+                for stored, outcome in outcomes
+            ]
+            self.line(display.dumps(rows[0] if len(rows) == 1 else rows))
+            return
+        for stored, outcome in outcomes:
+            self.line(
+                f"{outcome.capitalize()} pipeline definition {stored.name} "
+                f"(version {stored.version})."
+            )
 
 
 def save_file(
     path: str, *, name: str | None = None, active: bool = True
-) -> tuple[PipelineDefinition, bool]:
-    """Validate the JSON file and store it, bumping the version when it exists already."""
+) -> tuple[PipelineDefinition, str]:
+    """Validate the JSON file and store it; the version is bumped only when something changed.
+
+    Returns the stored definition and what happened: ``created``, ``updated`` or ``unchanged``.
+    """
     data = definitions.load_file(path)
     if not (name or (isinstance(data, dict) and data.get("name"))):
         problems = definitions.validate(data)

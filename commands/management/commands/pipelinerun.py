@@ -1,24 +1,29 @@
-"""``pipelinerun`` (alias ``pr``): pause, cancel, resume, list, status and watch runs."""
+"""``pipelinerun`` (alias ``pr``): pause, cancel, resume, list, status, watch and monitor runs."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from django.core.management.base import CommandError
 
 from commands import display
-from commands.base import OrchestratorCommand, RawHelpFormatter
-from commands.progress import Progress, executing_here, follow, wait_for_effect
-from orchestrator import clarifai, control, dispatch, mirror
-from orchestrator.errors import ClarifaiError
+from commands.base import OrchestratorCommand, RawHelpFormatter, number
+from commands.progress import FollowTimeout, Progress, executing_here, follow, wait_for_effect
+from orchestrator import clarifai, control, dispatch, mirror, runref
+from orchestrator.errors import ClarifaiError, RunNotFound, UsageError
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, RunStatus
 from orchestrator.web.runs import runs_page
 
 CLARIFAI_IDS = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
+VERBS = ("pause", "cancel", "resume", "list", "status", "watch", "monitor")
+#: Largest --limit and --page of ``pr list`` (the offset must fit the databases' integers).
+MAX_LIMIT, MAX_PAGE = 1000, 10_000_000
 
 CONTROL_HELP = {
     Action.PAUSE: (
@@ -49,22 +54,72 @@ def _examples(verb: str) -> str:
         "--pipeline_version_id=V\n"
         f"  python manage.py pr {verb} 42 --wait --json\n"
         "\n"
-        "The run id is a local run id or the Clarifai pipeline_version_run_id of a linked run.\n"
-        "For a Clarifai run with no local record, the Clarifai ids come from the flags, else\n"
-        "from config-lock.yaml in the current directory; CLARIFAI_PAT must be set.\n"
+        "The run id is a local run id or the Clarifai pipeline_version_run_id of a linked run\n"
+        "(--local or --remote chooses when one id is both). For a Clarifai run with no local\n"
+        "record, the Clarifai ids come from the flags, else from config-lock.yaml in the current\n"
+        "directory; CLARIFAI_PAT (and the user id) from the environment, else from the Clarifai\n"
+        "CLI's current context (~/.config/clarifai/config, written by 'clarifai login').\n"
+    )
+
+
+def add_run_id(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The run id argument, the Clarifai ids that reach a Clarifai run, and --local/--remote."""
+    parser.add_argument(
+        "run_id",
+        nargs=None if required else "?",
+        help="Local run id or Clarifai pipeline version run id.",
+    )
+    for name in CLARIFAI_IDS:
+        parser.add_argument(
+            f"--{name}", help="Clarifai id (default: config-lock.yaml; user: Clarifai CLI config)."
+        )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--local",
+        action="store_const",
+        const="local",
+        dest="scope",
+        help="The id is a local run id.",
+    )
+    scope.add_argument(
+        "--remote",
+        action="store_const",
+        const="remote",
+        dest="scope",
+        help="The id is a Clarifai pipeline version run id.",
+    )
+
+
+def add_follow_options(parser: argparse.ArgumentParser) -> None:
+    """Options of watch and its Clarifai-compatible name, monitor."""
+    parser.add_argument(
+        "--monitor_interval",
+        "--interval",
+        dest="interval",
+        type=number(0.01, 3600, unit=" s"),
+        default=None,
+        help="Seconds between polls (default: 0.2 for a local run, 10 for a Clarifai run).",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=number(0.01, 10**7, unit=" s"),
+        help="Stop after this many seconds (exit 1) if the run is still going.",
+    )
+    parser.add_argument("--log_file", metavar="PATH", help="Also append the progress lines here.")
+    parser.add_argument(
+        "--json", action="store_true", help="Print the run as JSON when it ends (lines to stderr)."
     )
 
 
 class Command(OrchestratorCommand):
     help = (
-        "Control pipeline runs from any host: pause, cancel, resume; and list, status, watch.\n"
+        "Control pipeline runs from any host: pause, cancel, resume; and list, status, watch\n"
+        "(monitor is its Clarifai CLI name).\n"
         "Run 'orchestrator pr <verb> --help' for each verb."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        verbs = parser.add_subparsers(
-            dest="verb", metavar="{pause,cancel,resume,list,status,watch}"
-        )
+        verbs = parser.add_subparsers(dest="verb", metavar="{" + ",".join(VERBS) + "}")
         verbs.required = True
         for action, (summary, details) in CONTROL_HELP.items():
             sub = verbs.add_parser(
@@ -74,18 +129,14 @@ class Command(OrchestratorCommand):
                 epilog=_examples(str(action)),
                 formatter_class=RawHelpFormatter,
             )
-            sub.add_argument(
-                "run_id", nargs="?", help="Local run id or Clarifai pipeline version run id."
-            )
+            add_run_id(sub, required=False)
             sub.add_argument("--pipeline_version_run_id", help="The run id, as a flag.")
-            for name in CLARIFAI_IDS:
-                sub.add_argument(f"--{name}", help="Clarifai id (default: config-lock.yaml).")
             sub.add_argument(
                 "--wait", action="store_true", help="Block until the change has taken effect."
             )
             sub.add_argument(
                 "--timeout",
-                type=float,
+                type=number(0.01, 10**7, unit=" s"),
                 default=120.0,
                 help="Seconds --wait may block (default: 120).",
             )
@@ -100,8 +151,15 @@ class Command(OrchestratorCommand):
         )
         ls.add_argument("--status", type=str.upper, choices=[s.value for s in RunStatus])
         ls.add_argument("--definition", metavar="NAME", help="Only runs of this pipeline.")
-        ls.add_argument("--limit", type=int, default=20, help="Runs per page (default: 20).")
-        ls.add_argument("--page", type=int, default=1, help="Page number, from 1.")
+        ls.add_argument(
+            "--limit",
+            type=number(1, MAX_LIMIT, integer=True),
+            default=20,
+            help=f"Runs per page (default: 20, at most {MAX_LIMIT}).",
+        )
+        ls.add_argument(
+            "--page", type=number(1, MAX_PAGE, integer=True), default=1, help="Page number, from 1."
+        )
         ls.add_argument("--json", action="store_true")
 
         st = verbs.add_parser(
@@ -110,17 +168,26 @@ class Command(OrchestratorCommand):
             formatter_class=RawHelpFormatter,
             epilog="examples:\n  orchestrator pr status 42\n  orchestrator pr status 42 --json\n",
         )
-        st.add_argument("run_id")
+        add_run_id(st)
         st.add_argument("--json", action="store_true")
 
-        wt = verbs.add_parser(
-            "watch",
-            help="Follow a run live until it ends or pauses.",
-            formatter_class=RawHelpFormatter,
-            epilog="example:\n  orchestrator pr watch 42\n",
-        )
-        wt.add_argument("run_id")
-        wt.add_argument("--interval", type=float, default=0.2, help="Seconds between polls.")
+        for verb, summary in (
+            ("watch", "Follow a run live until it ends or pauses."),
+            ("monitor", "Follow a run live until it ends or pauses (Clarifai CLI name of watch)."),
+        ):
+            wt = verbs.add_parser(
+                verb,
+                help=summary,
+                description=summary + "\nA Clarifai run with no local record is followed "
+                "through Clarifai (GetPipelineVersionRun). Ctrl-C stops following; the run "
+                "goes on (exit 0).",
+                formatter_class=RawHelpFormatter,
+                epilog=f"examples:\n  orchestrator pr {verb} 42\n"
+                f"  orchestrator pr {verb} <clarifai_run_id> --timeout 3600 --monitor_interval 10 "
+                "--log_file run.log\n",
+            )
+            add_run_id(wt)
+            add_follow_options(wt)
 
     def run(self, **opts: Any) -> None:
         verb = opts["verb"]
@@ -133,26 +200,52 @@ class Command(OrchestratorCommand):
         else:
             self._watch(opts)
 
+    def _find(self, opts: dict[str, Any], ref: str) -> PipelineRun | None:
+        """The local run ``ref`` names (None: none here), after checking the Clarifai flags."""
+        for name in CLARIFAI_IDS:
+            if opts[name] is not None and (problem := runref.clarifai_id_problem(opts[name])):
+                raise UsageError(f"--{name} {problem}")
+        return control.find_run(ref, opts["scope"])
+
+    def _clarifai_ids(self, ref: str, opts: dict[str, Any]) -> clarifai.ClarifaiIds:
+        """The Clarifai ids of a run with no local record, or why they cannot be had."""
+        ids = {name: opts[name] for name in CLARIFAI_IDS}
+        parsed = runref.parse(ref, opts["scope"])
+        if opts["scope"] == "local" or parsed.clarifai_id is None:
+            raise RunNotFound(f"Pipeline run not found: {ref}")
+        try:
+            return clarifai.resolve_ids(ref, **ids)
+        except ClarifaiError as exc:
+            if any(ids.values()) or (Path.cwd() / clarifai.CONFIG_LOCK).exists():
+                raise CommandError(
+                    f"Pipeline run not found: {ref}. No local run has this id, and the Clarifai "
+                    f"ids to reach it are incomplete. {exc}"
+                ) from exc
+            raise CommandError(
+                f"Pipeline run not found: {ref}. No local run has this id, and no Clarifai ids "
+                f"were given to reach a Clarifai run: pass --user_id, --app_id, --pipeline_id and "
+                f"--pipeline_version_id, or run from a directory with config-lock.yaml."
+            ) from exc
+
     # --- pause / cancel / resume ------------------------------------------------------------
 
     def _control(self, action: Action, opts: dict[str, Any]) -> None:
-        ref = opts["run_id"] or opts["pipeline_version_run_id"]
-        if not ref:
+        ref = opts["run_id"] if opts["run_id"] is not None else opts["pipeline_version_run_id"]
+        if ref is None:
             raise CommandError(
                 f"Give the run id: as an argument (orchestrator pr {action} 42) or as "
                 f"--pipeline_version_run_id=42",
                 returncode=2,
             )
-        ids = {name: opts[name] for name in CLARIFAI_IDS}
-        run = control.find_run(ref)
+        run = self._find(opts, ref)
         if run is None:
-            self._control_remote(action, str(ref), ids, opts)
+            self._control_remote(action, ref, opts)
             return
-        control.store_link(run, **ids)
+        link = control.link_fields(**{name: opts[name] for name in CLARIFAI_IDS})
         if action == Action.RESUME and dispatch.get().inline:
-            self._resume_inline(run.pk, opts)
+            self._resume_inline(run.pk, link, opts)
             return
-        result = control.signal(run.pk, action)
+        result = control.signal(run.pk, action, link)
         run = result.run
         if opts["wait"] and not result.noop:
             run = self._wait(run.pk, action, opts["timeout"])
@@ -166,18 +259,22 @@ class Command(OrchestratorCommand):
             if opts["wait"] and run.status != result.status:
                 self.line(f"Pipeline run {run.pk} is now {run.status}.")
 
-    def _resume_inline(self, run_id: int, opts: dict[str, Any]) -> None:
-        """No broker: the rest of the run executes here, and ends with the result display."""
+    def _resume_inline(self, run_id: int, link: dict[str, str], opts: dict[str, Any]) -> None:
+        """No broker: say the run resumed, then run the rest here and end with the result."""
+        dispatcher = dispatch.get()
         progress = Progress(sys.stderr, enabled=not opts["json"])
         with executing_here(run_id, progress, opts["json"]):
-            result = control.signal(run_id, Action.RESUME)
+            with dispatcher.deferred():  # type: ignore[attr-defined]
+                result = control.signal(run_id, Action.RESUME, link)
+            if not opts["json"]:
+                self.line(result.message)
+                self.stdout.flush()
+            dispatcher.run_pending()  # type: ignore[attr-defined]
         run = PipelineRun.objects.get(pk=run_id)
         if opts["json"]:
             self.line(display.dumps({**result.as_dict(), "status": run.status}))
-        else:
-            self.line(result.message)
-            if result.previous == RunStatus.PAUSED:
-                self.lines(["", *display.result_lines(run)])
+        elif result.previous == RunStatus.PAUSED:
+            self.lines(["", *display.result_lines(run)])
         if error := display.outcome_error(run):
             raise CommandError(error)
 
@@ -189,23 +286,9 @@ class Command(OrchestratorCommand):
 
         return wait_for_effect(run_id, action, timeout, fetch)
 
-    def _control_remote(
-        self, action: Action, ref: str, ids: dict[str, Any], opts: dict[str, Any]
-    ) -> None:
+    def _control_remote(self, action: Action, ref: str, opts: dict[str, Any]) -> None:
         """No local run: patch the Clarifai pipeline version run directly, like `clarifai pr`."""
-        try:
-            resolved = clarifai.resolve_ids(ref, **ids)
-        except ClarifaiError as exc:
-            if any(ids.values()) or (Path.cwd() / clarifai.CONFIG_LOCK).exists():
-                raise CommandError(
-                    f"Pipeline run not found: {ref}. No local run has this id, and the Clarifai "
-                    f"ids to reach it are incomplete. {exc}"
-                ) from exc
-            raise CommandError(
-                f"Pipeline run not found: {ref}. No local run has this id, and no Clarifai ids "
-                f"were given to reach a Clarifai run: pass --user_id, --app_id, --pipeline_id and "
-                f"--pipeline_version_id, or run from a directory with config-lock.yaml."
-            ) from exc
+        resolved = self._clarifai_ids(ref, opts)
         clarifai.patch_run_status(resolved, clarifai.STATUS_CODES[str(action)])
         done = {Action.PAUSE: "paused", Action.CANCEL: "cancelled", Action.RESUME: "resumed"}[
             action
@@ -246,10 +329,11 @@ class Command(OrchestratorCommand):
                 )
             )
             return
-        self.lines(display.run_list_lines(found.rows, found.page, found.has_more))
+        next_page = display.more_command(opts) if found.has_more else None
+        self.lines(display.run_list_lines(found.rows, found.page, next_page))
 
     def _status(self, opts: dict[str, Any]) -> None:
-        run = control.get_run(opts["run_id"])
+        run = control.get_run(opts["run_id"], opts["scope"])
         if opts["json"]:
             data = display.run_as_dict(run, events=True)
             if run.is_linked:
@@ -259,12 +343,73 @@ class Command(OrchestratorCommand):
         self.lines(display.status_lines(run))
 
     def _watch(self, opts: dict[str, Any]) -> None:
-        run = control.get_run(opts["run_id"])
-        progress = Progress(sys.stdout)
-        progress.say(f"Watching pipeline run {run.pk} ({run.pipeline_name}): {run.status}")
+        run = self._find(opts, opts["run_id"])
+        with ExitStack() as stack:
+            log = None
+            if opts["log_file"]:
+                try:
+                    log = stack.enter_context(open(opts["log_file"], "a", encoding="utf-8"))
+                except OSError as exc:
+                    raise CommandError(
+                        f"Cannot write the log file {opts['log_file']}: {exc.strerror}"
+                    ) from exc
+            stream = sys.stderr if opts["json"] else self.stdout
+            if run is None:
+                self._monitor_remote(opts["run_id"], opts, Progress(stream, log=log))
+                return
+            progress = Progress(stream, origin=run.created_at, log=log)
+            progress.say(f"Watching pipeline run {run.pk} ({run.pipeline_name}): {run.status}")
+            interval = opts["interval"] if opts["interval"] is not None else 0.2
+            try:
+                run = follow(run.pk, progress, interval=interval, timeout=opts["timeout"])
+            except KeyboardInterrupt:
+                self._stopped(run, opts, "Stopped watching")
+                return
+            except FollowTimeout as exc:
+                self._stopped(exc.run, opts, f"Stopped watching after {opts['timeout']:g} s:")
+                raise CommandError(
+                    f"Timed out after {opts['timeout']:g} s: pipeline run {run.pk} is still "
+                    f"{exc.run.status}"
+                ) from None
+        if opts["json"]:
+            self.line(display.dumps(display.run_as_dict(run)))
+        else:
+            self.line(display.final_line(run))
+
+    def _stopped(self, run: PipelineRun, opts: dict[str, Any], what: str) -> None:
+        """Following stopped with the run going on: say so (not an error), and how to go on."""
+        run = PipelineRun.objects.get(pk=run.pk)
+        if opts["json"]:
+            self.line(display.dumps(display.run_as_dict(run)))
+        out: TextIO = sys.stderr if opts["json"] else self.stdout  # type: ignore[assignment]
+        out.write(f"{what} pipeline run {run.pk}; it keeps going ({run.status}).\n")
+        out.flush()
+
+    def _monitor_remote(self, ref: str, opts: dict[str, Any], progress: Progress) -> None:
+        """A Clarifai run with no local record: poll GetPipelineVersionRun until it ends."""
+        ids = self._clarifai_ids(ref, opts)
+        interval = opts["interval"] if opts["interval"] is not None else 10.0
+        started = time.monotonic()
+        last = None
+        progress.say(f"Monitoring Clarifai pipeline version run {ref}")
         try:
-            run = follow(run.pk, progress, interval=opts["interval"])
+            while True:
+                code, description = clarifai.run_status(ids)
+                if code != last:
+                    progress.say(f"{code}" + (f" ({description})" if description else ""))
+                    last = code
+                if code in clarifai.FINAL_CODES or code == "JOB_PAUSED":
+                    break
+                if opts["timeout"] is not None and time.monotonic() - started >= opts["timeout"]:
+                    raise CommandError(
+                        f"Timed out after {opts['timeout']:g} s: Clarifai pipeline version run "
+                        f"{ref} is still {code}"
+                    )
+                time.sleep(interval)
         except KeyboardInterrupt:
-            self.line(f"Stopped watching pipeline run {run.pk}; it keeps going.")
+            self.line(f"Stopped monitoring Clarifai pipeline version run {ref}; it keeps going.")
             return
-        self.line(display.final_line(run))
+        if opts["json"]:
+            self.line(display.dumps({"pipeline_version_run_id": ref, "status": code}))
+        else:
+            self.line(f"Clarifai pipeline version run {ref} is {code}.")

@@ -12,8 +12,18 @@ from django.core.management.base import CommandError
 from commands import display
 from commands.base import OrchestratorCommand
 from commands.progress import Progress, executing_here, follow
-from orchestrator import builtin, catalog, clarifai, definitions, dispatch, engine, payloads
-from orchestrator.errors import DefinitionError
+from orchestrator import (
+    builtin,
+    catalog,
+    clarifai,
+    definitions,
+    dispatch,
+    engine,
+    limits,
+    payloads,
+    runref,
+)
+from orchestrator.errors import DefinitionError, UsageError
 from orchestrator.models import PipelineRun
 from orchestrator.state import RunStatus
 
@@ -72,12 +82,12 @@ class Command(OrchestratorCommand):
         how.add_argument(
             "--json",
             action="store_true",
-            help="Print the finished run as JSON and nothing else on stdout.",
+            help="Print the finished run (or the dry run) as JSON and nothing else on stdout.",
         )
         how.add_argument(
             "--detach",
             action="store_true",
-            help="With a broker: print the run id and return at once.",
+            help="Print the run id and return at once; needs a broker (CELERY_BROKER_URL).",
         )
         how.add_argument("--quiet", action="store_true", help="No live progress lines.")
         link = parser.add_argument_group("Clarifai link (mirror pause/cancel/resume)")
@@ -88,22 +98,30 @@ class Command(OrchestratorCommand):
     def run(self, **opts: Any) -> None:
         if opts["definition"] and opts["config"]:
             raise CommandError("Cannot specify both --definition and --config")
+        check_options(opts)
         definition, stored, label = self._definition(opts)
         sample = builtin.sample_payload(opts["source"]) if opts["sample"] else None
         payload = payloads.build(sample=sample, payload=opts["payload"], file=opts["file"])
         if opts["dry_run"]:
-            self.lines(
-                display.dry_run_lines(
-                    definition,
-                    label=label,
-                    source=opts["source"],
-                    environment=opts["environment"],
-                    payload=payload,
-                )
-            )
+            shown = {
+                "label": label,
+                "source": opts["source"],
+                "environment": opts["environment"],
+                "payload": payload,
+            }
+            if opts["json"]:
+                self.line(display.dumps(display.dry_run_as_dict(definition, **shown)))
+            else:
+                self.lines(display.dry_run_lines(definition, **shown))
             return
         link = self._link(opts)
         dispatcher = dispatch.get()
+        if opts["detach"] and dispatcher.inline:
+            raise CommandError(
+                "--detach needs a broker: set CELERY_BROKER_URL (e.g. redis://localhost:6379/0) "
+                "and start a worker (orchestrator worker); without one the run executes here, "
+                "so run it without --detach"
+            )
         dispatcher.check()
         run = engine.create_run(
             definition,
@@ -118,7 +136,11 @@ class Command(OrchestratorCommand):
             with executing_here(run.pk, progress, opts["json"]):
                 engine.dispatch_run(run)
         else:
-            self._queue(run, progress, opts)
+            try:
+                self._queue(run, progress, opts)
+            except StoppedFollowing:
+                self._stopped(run, opts["json"])
+                return
             if opts["detach"]:
                 return
         self._show(PipelineRun.objects.get(pk=run.pk), opts["json"])
@@ -183,11 +205,19 @@ class Command(OrchestratorCommand):
         try:
             follow(run.pk, progress)
         except KeyboardInterrupt:
-            raise CommandError(
-                f"Stopped following pipeline run {run.pk}; it keeps running.\n"
-                f"  Watch it:  orchestrator pr watch {run.pk}\n"
-                f"  Cancel it: orchestrator pr cancel {run.pk}"
-            ) from None
+            # Leaving a run going is not an error: say which run it is and how to reach it.
+            raise StoppedFollowing(run.pk) from None
+
+    def _stopped(self, run: PipelineRun, as_json: bool) -> None:
+        run = PipelineRun.objects.get(pk=run.pk)
+        if as_json:
+            self.line(display.dumps(display.run_as_dict(run)))
+        sys.stderr.write(
+            f"Stopped following pipeline run {run.pk}; it keeps going ({run.status}).\n"
+            f"  Watch it:  orchestrator pr watch {run.pk}\n"
+            f"  Cancel it: orchestrator pr cancel {run.pk}\n"
+        )
+        sys.stderr.flush()
 
     def _show(self, run: PipelineRun, as_json: bool) -> None:
         if as_json:
@@ -196,3 +226,17 @@ class Command(OrchestratorCommand):
             self.lines(display.result_lines(run))
         if error := display.outcome_error(run):
             raise CommandError(error)
+
+
+class StoppedFollowing(Exception):
+    """Raised when Ctrl-C stops following a queued run (which goes on without us)."""
+
+
+def check_options(opts: dict[str, Any]) -> None:
+    """Refuse, before anything is read or written, texts the run records cannot hold."""
+    for name in ("source", "environment"):
+        if (problem := limits.name_problem(opts[name], limits.MAX_LABEL)) is not None:
+            raise UsageError(f"--{name} {problem}")
+    for name in ("pipeline_version_run_id", *clarifai.ID_FIELDS):
+        if opts[name] is not None and (problem := runref.clarifai_id_problem(opts[name])):
+            raise UsageError(f"--{name} {problem}")
