@@ -89,7 +89,8 @@ def cli_context(path: Path | None = None) -> dict[str, str]:
     ``CLARIFAI_API_BASE``), as ``clarifai login`` writes it; empty when there is none."""
     import yaml
 
-    path = (path or CLI_CONFIG).expanduser()
+    override = os.environ.get("ORCHESTRATOR_CLARIFAI_CONFIG")  # for tests and odd setups
+    path = (path or (Path(override) if override else CLI_CONFIG)).expanduser()
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

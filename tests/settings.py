@@ -11,6 +11,8 @@ _TEST_DIR = os.environ.setdefault(
 # The embedded default lives in the user's data directory: never the real user's during tests
 # (the suite and every process it starts use the test database through DATABASE_URL).
 os.environ["ORCHESTRATOR_HOME"] = os.path.join(_TEST_DIR, "home")
+# Nor the real user's Clarifai CLI config: no token from it may reach a test.
+os.environ["ORCHESTRATOR_CLARIFAI_CONFIG"] = os.path.join(_TEST_DIR, "no-clarifai-config")
 
 from orchestrator.settings import *  # noqa: E402, F403
 from orchestrator.settings import database_from_url  # noqa: E402

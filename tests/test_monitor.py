@@ -106,6 +106,7 @@ def test_the_pat_and_user_come_from_the_clarifai_cli_config_when_the_environment
         f"      CLARIFAI_API_BASE: {clarifai_peer.base}\n"
     )
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("ORCHESTRATOR_CLARIFAI_CONFIG")  # the Clarifai CLI's own place, then
     monkeypatch.delenv("CLARIFAI_PAT")
     monkeypatch.delenv("CLARIFAI_API_BASE")
     out = command("pr", "pause", "cl-7", "--app_id=a", "--pipeline_id=p", "--pipeline_version_id=v")
