@@ -123,7 +123,7 @@ def executing_here(run_id: int, progress: Progress, as_json: bool) -> Iterator[N
 @contextmanager
 def _node_failures_shown_once() -> Iterator[None]:
     """The progress line reports a node's failure here; the engine's log line would repeat it."""
-    engine_log = logging.getLogger("orchestrator.engine")
+    engine_log = logging.getLogger("orchestrator.execution")
     level = engine_log.level
     engine_log.setLevel(logging.ERROR)
     try:

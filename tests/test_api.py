@@ -167,6 +167,11 @@ def test_definitions_are_saved_validated_and_shown_with_secrets_redacted(
         201,
         {"name": "notify-ops", "version": 1, "created": True},
     )
+    unchanged = served.call(
+        "POST", "/api/definitions", {"config": definition}, token=api_users.operator
+    )
+    assert (unchanged.status, unchanged.body["version"]) == (200, 1)
+    definition["description"] = "Tell the on-call channel"
     updated = served.call(
         "POST", "/api/definitions", {"config": definition}, token=api_users.operator
     )

@@ -113,8 +113,9 @@ def test_remote_run_pipeline_follows_the_run_and_exits_like_the_database_command
     )
     failed = remote("run_pipeline", "--config", str(failing), "--json")
     assert failed.returncode == 1
-    assert json.loads(failed.stdout)["status"] == "FAILED"
-    assert "Pipeline failed: Node 'x' failed" in failed.stderr
+    document = json.loads(failed.stdout)
+    assert document["status"] == "FAILED"
+    assert f"Pipeline run {document['run_id']} failed" in failed.stderr
 
     invalid = remote.cwd / "invalid.json"
     invalid.write_text(json.dumps({"nodes": [{"id": "a", "type": "nope"}]}))

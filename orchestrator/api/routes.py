@@ -142,9 +142,9 @@ def start_run(request: HttpRequest, body: StartIn) -> Any:
 def _signal(request: HttpRequest, ref: str, action: Action, ids: ClarifaiIds | None) -> Any:
     auth.require_control(request)
     run = control.get_run(ref)
-    if ids is not None:
-        control.store_link(run, **ids.dict())
-    return control.signal(run.pk, action).as_dict()
+    # The link is stored in the same compare-and-set as the change: a refused signal writes nothing.
+    link = control.link_fields(**ids.dict()) if ids is not None else None
+    return control.signal(run.pk, action, link).as_dict()
 
 
 CONTROL_ANSWERS: dict[int, Any] = {200: ControlOut, **ERRORS, 409: Problem}
@@ -215,7 +215,7 @@ def get_definition(request: HttpRequest, name: str) -> Any:
         400: Problem,
         422: InvalidDefinition,
     },
-    summary="Create a definition, or update it and bump its version",
+    summary="Create a definition, or update it (its version bumped when it changed)",
 )
 def save_definition(request: HttpRequest, body: DefinitionIn) -> Any:
     auth.require_save(request)
