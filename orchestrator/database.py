@@ -67,6 +67,8 @@ def ensure_current(alias: str = DEFAULT_DB_ALIAS) -> None:
     from django.core.management import call_command
 
     call_command("migrate", database=alias, verbosity=0, interactive=False)
+
+
 def location(settings_dict: dict[str, Any]) -> str:
     """Where the database is, as an operator may see it: the password is never shown."""
     engine = str(settings_dict.get("ENGINE", ""))

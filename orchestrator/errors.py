@@ -61,6 +61,8 @@ class RemoteError(OrchestratorError):
 
 class DefinitionNotFound(OrchestratorError):
     """Raised when no stored pipeline definition has the name given, or it is inactive."""
+
+
 class InputError(OrchestratorError):
     """Raised when an input (JSON, a text, a number) is one the orchestrator will not store."""
 

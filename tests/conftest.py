@@ -370,6 +370,8 @@ def api_users(transactional_db: None) -> ApiUsers:
         outsider=tokens.create("outsider").secret,
         operator_user=operator,
     )
+
+
 @dataclass
 class Outcome:
     """What a command run in this process printed, and the CommandError it ended with."""
