@@ -8,6 +8,7 @@ node that polls ``cancel_requested()``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import dispatch, engine, events, mirror
-from orchestrator.errors import RunNotFound, TransitionRefused
+from orchestrator.errors import DispatchDeferred, RunNotFound, TransitionRefused
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
 
@@ -87,8 +88,15 @@ def store_link(run: PipelineRun, **ids: str | None) -> None:
 
 
 def signal(ref: str | int, action: Action) -> ControlResult:
-    """Apply ``action`` to the run ``ref``; raises TransitionRefused when the table refuses it."""
+    """Apply ``action`` to the run ``ref``; raises TransitionRefused when the table refuses it.
+
+    A resume that must hand a node to the broker checks the broker first (BrokerUnavailable,
+    nothing changed); if the broker fails it after the resume was committed, DispatchDeferred
+    says so and the recovery pass queues the node.
+    """
     run = get_run(ref)
+    if action == Action.RESUME and run.status == RunStatus.PAUSED:
+        dispatch.get().check()
     for _ in range(10):
         previous = RunStatus(run.status)
         target = transition(previous, action)
@@ -104,7 +112,13 @@ def signal(ref: str | int, action: Action) -> ControlResult:
                 )
             run.refresh_from_db()
             continue
-        message = _apply(run, action, previous, target)
+        unqueued: list[Exception] = []
+        message = _apply(run, action, previous, target, unqueued.append)
+        if unqueued:
+            raise DispatchDeferred(
+                f"Pipeline run {run.pk} has been resumed, but node '{run.current_node}' could "
+                f"not be queued ({unqueued[0]}); the recovery pass will queue it."
+            )
         if message is not None:
             return ControlResult(run, action, previous, target, False, message)
         run.refresh_from_db()  # another host or a worker changed it first: decide again
@@ -123,9 +137,16 @@ def _record_noop(run: PipelineRun, action: Action, status: RunStatus) -> bool:
     return True
 
 
-def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunStatus) -> str | None:
+def _apply(
+    run: PipelineRun,
+    action: Action,
+    previous: RunStatus,
+    target: RunStatus,
+    unqueued: Callable[[Exception], None],
+) -> str | None:
     """Compare-and-set the run from ``previous`` to ``target``; the operator's line, or None
-    when another host changed the run first."""
+    when another host changed the run first. ``unqueued`` hears of a resumed node the broker
+    would not take."""
     now = timezone.now()
     fields: dict[str, Any] = {"status": target}
     effect = None
@@ -162,7 +183,9 @@ def _apply(run: PipelineRun, action: Action, previous: RunStatus, target: RunSta
         if effect is not None or resumed:
             mirror.schedule(run.pk, mirrored.pk)
         if resumed:
-            engine.enqueue_after_commit(run.pk, resume_node)
+            # Inline, the node runs right here, and its own errors are its own.
+            inline = dispatch.get().inline
+            engine.enqueue_after_commit(run.pk, resume_node, on_error=None if inline else unqueued)
     return message
 
 

@@ -61,7 +61,9 @@ DEFAULT_SQLITE = BASE_DIR / "orchestrator.sqlite3"
 
 def database_from_url(url: str) -> dict:
     """Django DATABASES entry for a URL; SQLite gets a lock timeout that suits several writers."""
-    config = dj_database_url.parse(url, conn_max_age=60)
+    # A kept connection is checked before reuse, so one the server dropped while idle (a
+    # restart, a failover) is replaced instead of failing the next node.
+    config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["CONN_MAX_AGE"] = 0
         # Several processes (CLI, workers) write one file: wait for locks, take them up front,

@@ -17,7 +17,7 @@ from orchestrator.state import NodeStatus, RunStatus
 from tests.conftest import (
     CLI,
     REPO,
-    RedisServer,
+    Broker,
     WorkerPool,
     free_port,
     subprocess_env,
@@ -104,7 +104,7 @@ def test_run_survives_a_worker_killed_mid_node_and_completed_nodes_do_not_run_ag
 
 
 def test_recovery_finishes_every_run_after_the_broker_lost_its_queued_messages(
-    workers: WorkerPool, broker: RedisServer
+    workers: WorkerPool, broker: Broker
 ):
     workers.start("busy")
     busy = queue_run(linear("busy", wait("long", 3), wait("then")))
@@ -220,7 +220,7 @@ def test_recovery_task_is_scheduled_by_the_shipped_beat_schedule():
 
 
 def test_celery_beat_runs_recovery_periodically_so_a_lost_run_completes_unaided(
-    workers: WorkerPool, broker: RedisServer, tmp_path
+    workers: WorkerPool, broker: Broker, tmp_path
 ):
     lost = lost_run(linear("one", wait("only")))
     workers.start("w1", env={"ORCHESTRATOR_REDISPATCH_AFTER": "1"})

@@ -9,7 +9,7 @@ import pytest
 from orchestrator import definitions, dispatch, engine, events
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import NodeStatus, RunStatus
-from tests.conftest import WorkerPool, wait_for
+from tests.conftest import WorkerPool, queue_name, wait_for
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -84,8 +84,9 @@ def test_two_workers_share_twenty_runs_and_every_node_runs_exactly_once(workers:
 
 def test_node_routed_to_a_queue_runs_only_on_the_worker_listening_there(workers: WorkerPool):
     default = workers.start("default")
-    special = workers.start("special", queues="special")
-    run = queue_run(linear("routed", wait("before"), wait("gpu", queue="special"), wait("after")))
+    special = workers.start("special", queues=queue_name("special"))
+    gpu = wait("gpu", queue=queue_name("special"))
+    run = queue_run(linear("routed", wait("before"), gpu, wait("after")))
     done = wait_for(finished(run.pk), timeout=30)
     assert done.status == RunStatus.COMPLETED, done.error
     tasks = dict(NodeRun.objects.filter(run=run).values_list("node_id", "task_id"))
