@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import Error, transaction
 from django.utils import timezone
 
 from orchestrator import (
@@ -85,7 +85,7 @@ def _cancel_check(run_id: int, timeout_at: float) -> Any:
                 status = (
                     PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
                 )
-            except DatabaseError as exc:
+            except Error as exc:
                 # The database is away: the node carries on; the next poll asks again.
                 if not outages.transient(exc):
                     raise

@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 
 from orchestrator import conf, outages, recovery
 from orchestrator.errors import BrokerUnavailable
@@ -69,7 +69,7 @@ class Healer:
             run_pass()
         except BrokerUnavailable as exc:
             logger.warning("Recovery pass skipped: %s", exc)
-        except DatabaseError as exc:
+        except Error as exc:
             logger.warning("Recovery pass stopped: the database is unavailable (%s)", exc)
             outages.drop_connection()
         except Exception:  # the healer must outlive any one bad pass

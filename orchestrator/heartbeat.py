@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType, TracebackType
 
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 from django.utils import timezone
 
 from orchestrator import conf, outages
@@ -55,7 +55,7 @@ class _Beater:
                     continue
                 try:
                     self._beat(beating)
-                except DatabaseError as exc:
+                except Error as exc:
                     # The database went away: beat again next time, on a new connection.
                     if not outages.transient(exc):
                         raise

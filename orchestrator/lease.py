@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 
 from orchestrator import outages
 
@@ -38,7 +38,7 @@ def _release_postgres(token: object) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_key(str(token))])
-    except DatabaseError:  # the session is gone, and its lock with it
+    except Error:  # the session is gone, and its lock with it
         outages.drop_connection()
 
 

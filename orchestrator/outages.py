@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import Error, InterfaceError, OperationalError, connection
 
 from orchestrator import conf
 
@@ -48,7 +48,7 @@ def drop_connection() -> None:
     """Close this thread's connection, broken or not; the next query opens a new one."""
     try:
         connection.close()
-    except DatabaseError:  # closing a dead connection can fail too; it is gone either way
+    except Error:  # closing a dead connection can fail too; it is gone either way
         connection.connection = None
 
 
@@ -63,7 +63,7 @@ def retrying(step: Callable[..., T], *args: object, what: str) -> T:
     while True:
         try:
             return step(*args)
-        except DatabaseError as exc:
+        except Error as exc:
             if connection.in_atomic_block or not transient(exc):
                 raise
             attempt += 1

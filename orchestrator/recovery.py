@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, transaction
+from django.db import Error, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -223,14 +223,14 @@ class _each_run:
         return None
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
-        if exc is None or isinstance(exc, DatabaseError) or not isinstance(exc, Exception):
+        if exc is None or isinstance(exc, Error) or not isinstance(exc, Exception):
             return False  # the database is away: the whole pass stops, to run again later
         _record_failure(self.report, self.run_id, self.node_id, exc)
         return True
 
 
 def _record_failure(report: RecoveryReport, run_id: int, node_id: str, exc: Exception) -> None:
-    reason = str(exc).strip() or type(exc).__name__
+    reason = " ".join(str(exc).split()) or type(exc).__name__  # one line, for the timeline
     logger.warning("Recovery of run %s failed: %s", run_id, reason)
     report.failed.append((run_id, node_id, reason))
     last = RunEvent.objects.filter(run_id=run_id).order_by("-id").values("kind", "details").first()

@@ -11,11 +11,12 @@ import time
 import pytest
 from django.db import connection
 
-from orchestrator import definitions, engine, recovery
+from orchestrator import definitions, engine, lease, recovery
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import NodeStatus, RunStatus
 from tests.conftest import (
     CLI,
+    DEFAULT_QUEUE,
     REPO,
     Broker,
     WorkerPool,
@@ -265,3 +266,74 @@ def test_recovery_settles_a_pause_left_between_a_recorded_node_and_its_settling(
     assert report.stalled_runs == [(run.pk, "first")]
     assert not NodeRun.objects.filter(run=run, node_id="second").exists()
     assert recovery.recover().total == 0
+
+
+def test_three_passes_over_300_queued_runs_and_no_worker_never_flood_the_queue(broker: Broker):
+    definition = linear("one", wait("only"))
+    runs = [queue_run(definition) for _ in range(300)]
+    assert broker.depth(DEFAULT_QUEUE) == 300
+
+    reports = [recovery.recover(redispatch_after=0) for _ in range(3)]
+
+    # Every waiting node still has its message in the queue: nothing is sent again.
+    assert [r.total for r in reports] == [0, 0, 0]
+    assert broker.depth(DEFAULT_QUEUE) == 300  # at most 2 x 300 is the promise
+    broker.flushall()  # now the broker loses them all
+    assert len(recovery.recover(redispatch_after=0).stalled_runs) == 300
+    assert recovery.recover(redispatch_after=0).total == 0
+    assert broker.depth(DEFAULT_QUEUE) == 300
+    assert all(redispatches(r.pk, "only") == 1 for r in runs)
+
+
+def test_a_run_recovery_cannot_read_is_recorded_and_the_pass_goes_on(
+    broker: Broker, queued_cli: CLI
+):
+    definition = linear("one", wait("only"))
+    unreadable, readable = lost_run(definition), lost_run(definition)
+    # Its node type is a plug-in this host does not have.
+    config = {**unreadable.config, "nodes": [{"id": "only", "type": "not-installed-here"}]}
+    PipelineRun.objects.filter(pk=unreadable.pk).update(config=config)
+    engine.plans._plans.clear()
+
+    report = recovery.recover(redispatch_after=0)
+
+    assert report.stalled_runs == [(readable.pk, "only")]
+    [(run_id, node_id, reason)] = report.failed
+    assert (run_id, node_id) == (unreadable.pk, "only")
+    assert (
+        reason == "Pipeline definition invalid: - Node 'only' has unknown type: not-installed-here"
+    )
+    [event] = RunEvent.objects.filter(run=unreadable, kind=RunEvent.RECOVERY_FAILED)
+    assert event.details == {"reason": reason}
+    assert recovery.recover(redispatch_after=0).failed == report.failed
+    assert RunEvent.objects.filter(run=unreadable, kind=RunEvent.RECOVERY_FAILED).count() == 1
+    status = queued_cli("pr", "status", str(unreadable.pk), check=True).stdout
+    assert "recovery failed [only]" in status
+    assert reason in status
+
+
+def test_recover_redispatch_after_zero_sends_at_once_what_the_broker_just_lost(queued_cli: CLI):
+    lost = [lost_run(linear("one", wait("only"))) for _ in range(2)]
+    patient = CLI(queued_cli.cwd, {**queued_cli.env, "ORCHESTRATOR_REDISPATCH_AFTER": "60"})
+    assert patient("recover", check=True).stdout == "Nothing to recover.\n"
+
+    result = patient("recover", "--redispatch-after", "0", check=True)
+
+    assert result.stdout.splitlines() == [
+        f"Run {r.pk}: nothing was running or queued; re-dispatched 'only'." for r in lost
+    ]
+    bad = patient("recover", "--redispatch-after", "soon")
+    assert bad.returncode == 2
+    assert "--redispatch-after: must be a number of seconds, 0 or more: 'soon'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_recover_waits_for_a_pass_running_elsewhere_and_says_so_if_it_lasts(queued_cli: CLI):
+    with lease.held(recovery.LEASE) as held:
+        assert held
+        result = queued_cli("recover", "--wait", "0.5")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "CommandError: Another recovery pass is still running after 0.5 s; try again."
+    )
+    assert queued_cli("recover", check=True).stdout == "Nothing to recover.\n"

@@ -119,7 +119,9 @@ def test_retries_and_time_limits_apply_through_a_worker(workers: WorkerPool):
     assert done[slow.pk].error == "Node 'slow' failed: Node 'slow' timed out after 0.5 s"
 
 
-def test_duplicate_deliveries_of_a_running_or_completed_node_are_dropped(workers: WorkerPool):
+def test_a_duplicate_of_a_running_node_waits_for_it_and_duplicates_of_ended_ones_are_dropped(
+    workers: WorkerPool,
+):
     worker = workers.start("w1", concurrency=2)
     definition = linear("once", wait("slow", 3), wait("last"))
     run = queue_run(definition)
@@ -129,13 +131,17 @@ def test_duplicate_deliveries_of_a_running_or_completed_node_are_dropped(workers
 
     wait_for(lambda: NodeRun.objects.filter(run=run, status=NodeStatus.RUNNING).exists())
     dispatch.get().enqueue_node(run.pk, definition.node("slow"))
+    # Held by a live process: the duplicate is sent again for later, never simply dropped (it
+    # could have been the only message); it comes back once the node has ended, and is dropped.
     wait_for(lambda: dropped() == 1, timeout=30)
     assert NodeRun.objects.get(run=run, node_id="slow").status == NodeStatus.RUNNING
+    wait_for(lambda: dropped() == 2, timeout=30)
+    assert NodeRun.objects.get(run=run, node_id="slow").status == NodeStatus.COMPLETED
 
     wait_for(finished(run.pk), timeout=30)
     for spec in definition.nodes:
         dispatch.get().enqueue_node(run.pk, spec)
-    wait_for(lambda: dropped() == 3, timeout=30)
+    wait_for(lambda: dropped() == 4, timeout=30)
 
     done = PipelineRun.objects.get(pk=run.pk)
     assert done.status == RunStatus.COMPLETED
