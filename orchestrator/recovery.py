@@ -151,6 +151,8 @@ def _stalled(
             continue
         try:
             queue = _queue_of(run_id, node_id)
+        except Error:
+            raise  # the database is away: the whole pass stops, to run again later
         except Exception as exc:  # a run this host cannot read: recorded once it is stalled
             if dispatched_at < quiet_before:
                 _record_failure(report, run_id, node_id, exc)

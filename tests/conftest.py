@@ -145,6 +145,7 @@ class AmqpBroker:
 
     def stop(self) -> None:
         self._each_queue("queue_delete")
+        self._each_queue("exchange_delete")  # Celery names each queue's exchange after it
 
     def flushall(self) -> None:
         """Drop every message waiting in this session's queues."""

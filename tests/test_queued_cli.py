@@ -271,8 +271,7 @@ def test_a_resume_the_broker_refuses_after_commit_says_so_and_the_workers_queue_
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith(
-        f"CommandError: Pipeline run {run.pk} has been resumed, but node 'w0' could not be "
-        "queued ("
+        f"CommandError: Pipeline run {run.pk} has been resumed, but node 'w0' could not be queued ("
     )
     assert "command not allowed when used memory > 'maxmemory'" in line
     assert line.endswith("); the recovery pass will queue it.")

@@ -47,7 +47,7 @@ def test_a_pool_process_killed_mid_node_is_taken_over_at_once_without_any_recove
     workers: WorkerPool,
 ):
     worker = workers.start("w1", concurrency=2, env=PATIENT)
-    run = queue_run(linear("killed", wait("w0"), wait("w1", 4), wait("w2")))
+    run = queue_run(linear("killed", wait("w0"), wait("w1", 2), wait("w2")))
     node = wait_for(running(run, "w1"))
     os.kill(int(node.worker.rsplit(":", 1)[1]), signal.SIGKILL)  # as the OOM killer would
 
@@ -148,7 +148,7 @@ def test_every_worker_runs_the_recovery_pass_and_one_pass_runs_at_a_time(workers
     with lease.held(recovery.LEASE) as held:  # another host's pass, holding the lease
         assert held
         pair = [workers.start("a", env=healing), workers.start("b", env=healing)]
-        time.sleep(3)  # ten intervals: each worker knocks on the lease about ten times
+        time.sleep(2)  # several intervals: each worker knocks on the lease several times
         assert {r.status for r in PipelineRun.objects.filter(pk__in=[r.pk for r in lost])} == {
             RunStatus.QUEUED
         }
