@@ -19,7 +19,7 @@ import redis
 from orchestrator import control, definitions, engine
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import Action, NodeStatus, RunStatus
-from tests.conftest import AMQP, CLI, WorkerPool, free_port, wait_for
+from tests.conftest import AMQP, CLI, DEFAULT_QUEUE, WorkerPool, free_port, wait_for
 from tests.test_recovery import status_of
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
@@ -157,7 +157,7 @@ def test_detach_returns_at_once_and_a_worker_command_later_finishes_the_run(queu
             worker.kill()
             banner, log = worker.communicate()
     assert worker.returncode == 0, log
-    assert ".> orchestrator " in banner  # the default queue, without -Q
+    assert f".> {DEFAULT_QUEUE} " in banner  # the default queue, without -Q
     for task_id in NodeRun.objects.filter(run=run).values_list("task_id", flat=True):
         assert f"run_node[{task_id}] received" in log
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from orchestrator import definitions, dispatch, engine, events
+from orchestrator import definitions, dispatch, engine, holders
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import NodeStatus, RunStatus
 from tests.conftest import WorkerPool, queue_name, wait_for
@@ -64,7 +64,7 @@ def test_three_node_definition_completes_through_a_worker(workers: WorkerPool):
     assert all(n.status == NodeStatus.COMPLETED and n.attempt == 1 for n in nodes)
     assert all(n.task_id for n in nodes)
     assert all(re.fullmatch(r".+:\d+", n.worker) for n in nodes)  # the worker's host:pid
-    assert events.identity() not in {n.worker for n in nodes}
+    assert holders.current().describe() not in {n.worker for n in nodes}
     assert "run_node" in worker.output()
 
 
