@@ -46,6 +46,9 @@ class BackgroundDispatcher:
     def enqueue_mirror(self, run_id: int, event_id: int) -> None:
         self._submit(("mirror", run_id, event_id, 0))
 
+    def queue_depths(self, queues: list[str]) -> dict[str, int | None]:
+        return {}  # no broker to ask: a recovery pass sends every stalled node again
+
     def idle(self, timeout: float) -> bool:
         """Wait until every job handed over so far has been executed; False on timeout."""
         deadline = time.monotonic() + timeout

@@ -40,8 +40,13 @@ ORCHESTRATOR_DISPATCHER: str = "workers.dispatch.CeleryDispatcher"
 ORCHESTRATOR_INLINE_DISPATCHER: str = "orchestrator.dispatch.InlineDispatcher"
 #: Extra modules to import so that their node types register themselves.
 ORCHESTRATOR_NODE_MODULES: tuple[str, ...] = ()
-#: Seconds between recovery passes run by celery beat.
+#: Seconds between recovery passes: every worker runs one this often (one pass at a time across
+#: all hosts, under a lease), and so does celery beat where it runs. 0 stops the workers' own.
 ORCHESTRATOR_RECOVERY_INTERVAL: float = 30.0
+#: How long the engine retries, with backoff, a step that lost its database connection.
+ORCHESTRATOR_DB_RETRY_SECONDS: float = 300.0
+#: A node whose worker was lost this many times while running it fails instead of running again.
+ORCHESTRATOR_MAX_WORKER_LOSSES: int = 3
 #: Attempts and first backoff (seconds, doubling) for mirroring a transition to Clarifai.
 ORCHESTRATOR_MIRROR_RETRIES: int = 5
 ORCHESTRATOR_MIRROR_BACKOFF: float = 1.0

@@ -8,6 +8,7 @@ node that polls ``cancel_requested()``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import dispatch, engine, events, mirror, runref
-from orchestrator.errors import RunNotFound, TransitionRefused, UsageError
+from orchestrator.errors import DispatchDeferred, RunNotFound, TransitionRefused, UsageError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
 
@@ -104,10 +105,14 @@ def signal(ref: str | int, action: Action, link: dict[str, str] | None = None) -
     """Apply ``action`` to the run ``ref``; raises TransitionRefused when the table refuses it.
 
     ``link`` (from :func:`link_fields`) is stored on the run in the same compare-and-set as the
-    change, so a refused signal writes nothing.
+    change, so a refused signal writes nothing. A resume that must hand a node to the broker
+    checks the broker first (BrokerUnavailable, nothing changed); if the broker fails it after
+    the resume was committed, DispatchDeferred says so and the recovery pass queues the node.
     """
     link = link or {}
     run = get_run(ref)
+    if action == Action.RESUME and run.status == RunStatus.PAUSED:
+        dispatch.get().check()
     for _ in range(10):
         previous = RunStatus(run.status)
         target = transition(previous, action)
@@ -123,7 +128,13 @@ def signal(ref: str | int, action: Action, link: dict[str, str] | None = None) -
                 )
             run.refresh_from_db()
             continue
-        message = _apply(run, action, previous, target, link)
+        unqueued: list[Exception] = []
+        message = _apply(run, action, previous, target, link, unqueued.append)
+        if unqueued:
+            raise DispatchDeferred(
+                f"Pipeline run {run.pk} has been resumed, but node '{run.current_node}' could "
+                f"not be queued ({unqueued[0]}); the recovery pass will queue it."
+            )
         if message is not None:
             return ControlResult(run, action, previous, target, False, message)
         run.refresh_from_db()  # another host or a worker changed it first: decide again
@@ -150,9 +161,11 @@ def _apply(
     previous: RunStatus,
     target: RunStatus,
     link: dict[str, str],
+    unqueued: Callable[[Exception], None],
 ) -> str | None:
     """Compare-and-set the run from ``previous`` to ``target``; the operator's line, or None
-    when another host changed the run first."""
+    when another host changed the run first. ``unqueued`` hears of a resumed node the broker
+    would not take."""
     now = timezone.now()
     fields: dict[str, Any] = {"status": target, **link}
     effect = None
@@ -190,7 +203,9 @@ def _apply(
         if effect is not None or resumed:
             mirror.schedule(run.pk, mirrored.pk)
         if resumed:
-            engine.enqueue_after_commit(run.pk, resume_node)
+            # Inline, the node runs right here, and its own errors are its own.
+            inline = dispatch.get().inline
+            engine.enqueue_after_commit(run.pk, resume_node, on_error=None if inline else unqueued)
     return message
 
 

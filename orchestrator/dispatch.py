@@ -33,6 +33,9 @@ class Dispatcher(Protocol):
     def enqueue_mirror(self, run_id: int, event_id: int) -> None:
         """Arrange for the transition recorded as ``event_id`` to be mirrored to Clarifai."""
 
+    def queue_depths(self, queues: list[str]) -> dict[str, int | None]:
+        """How many messages wait in each queue (None, or absent, where that cannot be told)."""
+
 
 class InlineDispatcher:
     """The embedded default: nodes run in this process, one after another, without recursion."""
@@ -70,6 +73,9 @@ class InlineDispatcher:
     def run_pending(self) -> None:
         """Execute the work kept by :meth:`deferred`."""
         self._drain()
+
+    def queue_depths(self, queues: list[str]) -> dict[str, int | None]:
+        return {}  # nothing waits in a queue: work handed over here runs at once
 
     def _drain(self) -> None:
         if self._draining:

@@ -43,6 +43,11 @@ class BrokerUnavailable(OrchestratorError):
     """Raised when the Celery broker cannot be reached."""
 
 
+class DispatchDeferred(OrchestratorError):
+    """Raised when a change was committed but its node could not be handed to the broker; the
+    recovery pass will hand it over."""
+
+
 class ClarifaiError(OrchestratorError):
     """Raised when a Clarifai call fails or its parameters cannot be resolved."""
 

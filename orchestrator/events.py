@@ -15,11 +15,6 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def identity() -> str:
-    """``host:pid`` of this process, as recorded on node runs."""
-    return f"{hostname()}:{os.getpid()}"
-
-
 def record(run_id: int, kind: str, node_id: str = "", **details: Any) -> RunEvent:
     """Append an event to the run's trail."""
     return RunEvent.objects.create(

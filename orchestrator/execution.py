@@ -1,7 +1,9 @@
 """Executing one claimed node: run its handler with heartbeats, a deadline and cooperative
 cancel, then record the outcome and advance the run, all as compare-and-set writes.
 
-The inline runner and the Celery task both call :func:`execute_node`.
+The inline runner and the Celery task both call :func:`execute_node`. Each database step is
+retried while the database is away (:mod:`orchestrator.outages`), so an outage is never recorded
+as the node's failure and a computed result waits in memory for the database to come back.
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import Error, transaction
 from django.utils import timezone
 
-from orchestrator import conf, definitions, dispatch, events, nodes, signals, statements
-from orchestrator.claims import Claim, claim_node
+from orchestrator import (
+    conf,
+    definitions,
+    dispatch,
+    events,
+    nodes,
+    outages,
+    reclaim,
+    signals,
+    statements,
+)
+from orchestrator.claims import Claim, Deferred, claim_node
 from orchestrator.errors import NodeCancelled, NodeError, NodeTimeout
 from orchestrator.heartbeat import Heartbeat, deadline
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
@@ -40,9 +52,12 @@ class _Outputs(Mapping[str, Any]):
 
     def _load(self) -> dict[str, Any]:
         if self._data is None:
-            rows = NodeRun.objects.filter(run_id=self.run_id, status=NodeStatus.COMPLETED)
-            self._data = dict(rows.values_list("node_id", "output"))
+            self._data = outages.retrying(self._read, what="reading earlier outputs")
         return self._data
+
+    def _read(self) -> dict[str, Any]:
+        rows = NodeRun.objects.filter(run_id=self.run_id, status=NodeStatus.COMPLETED)
+        return dict(rows.values_list("node_id", "output"))
 
     def __getitem__(self, key: str) -> Any:
         return self._load()[key]
@@ -66,7 +81,16 @@ def _cancel_check(run_id: int, timeout_at: float) -> Any:
             raise NodeTimeout()
         if not state["cancelled"] and now >= state["next"]:
             state["next"] = now + interval
-            status = PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+            try:
+                status = (
+                    PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+                )
+            except Error as exc:
+                # The database is away: the node carries on; the next poll asks again.
+                if not outages.transient(exc):
+                    raise
+                outages.drop_connection()
+                return False
             state["cancelled"] = status in CANCEL_STATUSES
         return state["cancelled"]
 
@@ -75,9 +99,13 @@ def _cancel_check(run_id: int, timeout_at: float) -> Any:
 
 def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | None:
     """Run one node of one run end to end; returns the node's final status, or None if skipped."""
-    plan = plans.get(run_id)
+    plan = outages.retrying(plans.get, run_id, what="reading the run")
     spec = plan.definition.node(node_id)
-    claim = claim_node(run_id, spec, task_id)
+    claim = outages.retrying(claim_node, run_id, spec, task_id, what="claiming the node")
+    if isinstance(claim, Deferred):
+        # Held by a process that may be running it: this message must not be the one dropped.
+        dispatch.get().enqueue_node(run_id, spec, claim.countdown)
+        return None
     if claim is None:
         return None
     signals.node_started.send(
@@ -95,13 +123,21 @@ def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | N
     return status
 
 
+def _finish(step: Any, *args: Any) -> NodeStatus | None:
+    """Record the node's outcome, waiting for the database if it is away."""
+    return outages.retrying(step, *args, what="recording the node")
+
+
 def _execute_claimed(
     run_id: int, spec: definitions.NodeSpec, claim: Claim, plan: RunPlan
 ) -> tuple[NodeStatus | None, str]:
+    if claim.losses >= int(conf.get("ORCHESTRATOR_MAX_WORKER_LOSSES")):
+        error = reclaim.losses_message(claim.losses)
+        return _finish(_finish_failed, run_id, spec, claim, error), error
     handler_cls = nodes.get(spec.type)
     if handler_cls is None:
         error = f"Node type '{spec.type}' is not installed here"
-        return _finish_failed(run_id, spec, claim, error), error
+        return _finish(_finish_failed, run_id, spec, claim, error), error
     timeout = node_timeout(spec)
     ctx = nodes.NodeContext(
         run_id=run_id,
@@ -122,10 +158,10 @@ def _execute_claimed(
             output = handler_cls().execute(ctx)
             json.dumps(output)  # an output the database cannot store fails the node, not the run
     except NodeCancelled:
-        return _finish_cancelled(run_id, spec, claim, started), ""
+        return _finish(_finish_cancelled, run_id, spec, claim, started), ""
     except NodeTimeout:
         error = f"Node '{spec.id}' timed out after {timeout:g} s"
-        return _finish_failed(run_id, spec, claim, error, started), error
+        return _finish(_finish_failed, run_id, spec, claim, error, started), error
     except Exception as exc:  # any handler failure is recorded on the node, never lost
         # A NodeError is the handler's message for the operator; anything else may be a bug.
         logger.warning(
@@ -136,8 +172,8 @@ def _execute_claimed(
             exc_info=not isinstance(exc, NodeError),
         )
         error = str(exc) or type(exc).__name__
-        return _finish_failed(run_id, spec, claim, error, started), error
-    return _finish_completed(run_id, spec, claim, output, started), ""
+        return _finish(_finish_failed, run_id, spec, claim, error, started), error
+    return _finish(_finish_completed, run_id, spec, claim, output, started), ""
 
 
 def _node_row(claim: Claim) -> Any:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType, TracebackType
 
-from django.db import connection
+from django.db import Error, connection
 from django.utils import timezone
 
-from orchestrator import conf
+from orchestrator import conf, outages
 from orchestrator.errors import NodeTimeout
 from orchestrator.models import NodeRun
 from orchestrator.state import NodeStatus
@@ -41,6 +41,10 @@ class _Beater:
         with self._lock:
             self._beating.pop(node_run_id, None)
 
+    def running(self, node_run_id: int) -> bool:
+        with self._lock:
+            return node_run_id in self._beating
+
     def _run(self) -> None:
         try:
             while True:
@@ -49,14 +53,23 @@ class _Beater:
                     beating = dict(self._beating)
                 if not beating:
                     continue
-                now = timezone.now()
-                for node_run_id, attempt in beating.items():
-                    NodeRun.objects.filter(
-                        pk=node_run_id, status=NodeStatus.RUNNING, attempt=attempt
-                    ).update(heartbeat=now)
-                connection.close_if_unusable_or_obsolete()
+                try:
+                    self._beat(beating)
+                except Error as exc:
+                    # The database went away: beat again next time, on a new connection.
+                    if not outages.transient(exc):
+                        raise
+                    outages.drop_connection()
         finally:
             connection.close()
+
+    def _beat(self, beating: dict[int, int]) -> None:
+        now = timezone.now()
+        for node_run_id, attempt in beating.items():
+            NodeRun.objects.filter(
+                pk=node_run_id, status=NodeStatus.RUNNING, attempt=attempt
+            ).update(heartbeat=now)
+        connection.close_if_unusable_or_obsolete()
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -66,6 +79,11 @@ class _Beater:
 
 _beater = _Beater()
 os.register_at_fork(after_in_child=_beater.reset_after_fork)
+
+
+def running_here(node_run_id: int) -> bool:
+    """Whether this process is executing the node run now."""
+    return _beater.running(node_run_id)
 
 
 class Heartbeat:

@@ -1,14 +1,20 @@
 """Mirror pause, cancel and resume of linked runs to their Clarifai pipeline version runs.
 
 The local transition always happens first and is never rolled back here. Each transition is
-mirrored at most once: a delivery first looks for a ``mirrored`` event naming it.
+patched once even when two deliveries of it race: a delivery first claims the transition's event
+row (a compare-and-set on ``mirror_until``), and only the delivery holding the claim calls
+Clarifai. A claim whose holder died expires after a call's deadline and a margin.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from orchestrator import clarifai, conf, dispatch, events
 from orchestrator.errors import ClarifaiError
@@ -27,7 +33,55 @@ def schedule(run_id: int, event_id: int) -> None:
     """After commit, hand the transition ``event_id`` to the mirror if the run is linked."""
     linked = PipelineRun.objects.filter(pk=run_id).exclude(clarifai_pipeline_version_run_id="")
     if linked.exists():
-        transaction.on_commit(lambda: dispatch.get().enqueue_mirror(run_id, event_id))
+        transaction.on_commit(lambda: _hand_over(run_id, event_id))
+
+
+def _hand_over(run_id: int, event_id: int) -> None:
+    """Hand the transition to the mirror; a broker that cannot take it is a recorded mirror
+    failure, never an error for the change that was just committed."""
+    try:
+        dispatch.get().enqueue_mirror(run_id, event_id)
+    except Exception as exc:  # kombu raises transport-specific errors
+        events.record(
+            run_id,
+            RunEvent.MIRROR_FAILED,
+            event=event_id,
+            code=CODES.get(RunEvent.objects.get(pk=event_id).kind, ""),
+            attempt=0,
+            error=f"Could not queue the mirror: {exc}",
+            retryable=False,
+        )
+
+
+#: The claim of a transition that was patched, or refused for good: never claimed again.
+SETTLED = datetime(9999, 1, 1, tzinfo=dt_timezone.utc)
+#: Seconds a claim outlives one call's deadline before another delivery may take it over.
+CLAIM_MARGIN = 60.0
+
+
+def _claim_seconds() -> float:
+    try:
+        return max(0.0, float(conf.get("ORCHESTRATOR_CLARIFAI_TIMEOUT"))) + CLAIM_MARGIN
+    except ValueError:  # reported by the client as a recorded failure; the claim still expires
+        return CLAIM_MARGIN
+
+
+def _claim(run_id: int, event_id: int) -> datetime | None:
+    """Claim the transition for this delivery; its expiry, or None if another delivery holds it
+    or it was settled."""
+    now = timezone.now()
+    until = now + timedelta(seconds=_claim_seconds())
+    free = Q(mirror_until__isnull=True) | Q(mirror_until__lt=now)
+    if RunEvent.objects.filter(free, pk=event_id, run_id=run_id).update(mirror_until=until):
+        return until
+    return None
+
+
+def _release(event_id: int, until: datetime, settled: bool) -> None:
+    """Settle the claim for good, or hand it back for a retry (only if still held by us)."""
+    RunEvent.objects.filter(pk=event_id, mirror_until=until).update(
+        mirror_until=SETTLED if settled else timezone.now()
+    )
 
 
 def stored_link(run: PipelineRun) -> dict[str, str]:
@@ -51,6 +105,9 @@ def deliver(run_id: int, event_id: int, attempt: int = 1) -> bool:
         run_id=run_id, kind=RunEvent.MIRRORED, details__event=event_id
     ).exists():
         return True
+    until = _claim(run_id, event_id)
+    if until is None:  # mirrored, refused, or being mirrored by another delivery right now
+        return True
     try:
         ids = clarifai.resolve_ids(
             run.clarifai_pipeline_version_run_id, stored=stored_link(run), cwd=None
@@ -60,26 +117,30 @@ def deliver(run_id: int, event_id: int, attempt: int = 1) -> bool:
         clarifai.patch_run_status(ids, code)
     except ClarifaiError as exc:
         retryable = bool(getattr(exc, "retryable", False))
-        events.record(
-            run_id,
-            RunEvent.MIRROR_FAILED,
-            event=event_id,
-            code=code,
-            attempt=attempt,
-            error=str(exc),
-            retryable=retryable,
-        )
+        with transaction.atomic():
+            _release(event_id, until, settled=not retryable)
+            events.record(
+                run_id,
+                RunEvent.MIRROR_FAILED,
+                event=event_id,
+                code=code,
+                attempt=attempt,
+                error=str(exc),
+                retryable=retryable,
+            )
         if retryable:
             raise
         return False
-    events.record(
-        run_id,
-        RunEvent.MIRRORED,
-        event=event_id,
-        code=code,
-        attempt=attempt,
-        pipeline_version_run_id=ids.pipeline_version_run_id,
-    )
+    with transaction.atomic():
+        _release(event_id, until, settled=True)
+        events.record(
+            run_id,
+            RunEvent.MIRRORED,
+            event=event_id,
+            code=code,
+            attempt=attempt,
+            pipeline_version_run_id=ids.pipeline_version_run_id,
+        )
     return True
 
 

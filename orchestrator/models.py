@@ -105,6 +105,15 @@ class NodeRun(models.Model):
     worker = models.CharField(
         max_length=255, blank=True, default="", help_text="host:pid that ran it."
     )
+    holder = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The process holding the claim: host, pid namespace, pid and start time.",
+    )
+    losses = models.PositiveIntegerField(
+        default=0, help_text="How many times a worker was lost while running this attempt."
+    )
     heartbeat = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -132,6 +141,8 @@ class RunEvent(models.Model):
     NODE_FAILED = "node failed"
     NODE_RETRY = "node retry"
     NODE_REDISPATCHED = "node redispatched"
+    NODE_RECLAIMED = "node reclaimed"
+    RECOVERY_FAILED = "recovery failed"
     PAUSE_REQUESTED = "pause requested"
     PAUSED = "paused"
     RESUMED = "resumed"
@@ -149,6 +160,12 @@ class RunEvent(models.Model):
     pid = models.PositiveIntegerField(null=True, blank=True)
     node_id = models.CharField(max_length=200, blank=True, default="")
     details = models.JSONField(default=dict, blank=True)
+    mirror_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="For a mirrored transition: until when one delivery holds the right to patch "
+        "Clarifai with it (far in the future once it was patched or refused).",
+    )
 
     class Meta:
         ordering = ["run_id", "id"]

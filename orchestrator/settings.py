@@ -78,7 +78,9 @@ SUPPORTED_ENGINES = ("django.db.backends.sqlite3", "django.db.backends.postgresq
 def database_from_url(url: str) -> dict:
     """Django DATABASES entry for a URL; SQLite gets a lock timeout that suits several writers."""
     try:
-        config = dj_database_url.parse(url, conn_max_age=60)
+        # A kept connection is checked before reuse, so one the server dropped while idle (a
+        # restart, a failover) is replaced instead of failing the next node.
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except (ValueError, KeyError) as exc:
         config = {"ENGINE": "", "error": exc}
     if not config["ENGINE"].startswith(SUPPORTED_ENGINES):

@@ -20,22 +20,25 @@ RUN = PipelineRun._meta.db_table
 NODE = NodeRun._meta.db_table
 STARTABLE = ", ".join(f"'{s.value}'" for s in sources_for(Action.START))
 
+# Claiming a stale RUNNING node counts one more lost worker; a retry starts counting afresh.
 _UPSERT_NODE = f"""
 INSERT INTO {NODE}
-    (run_id, node_id, node_type, position, status, attempt, task_id, worker, heartbeat,
-     started_at, error)
+    (run_id, node_id, node_type, position, status, attempt, task_id, worker, holder, losses,
+     heartbeat, started_at, error)
 {{source}}
 ON CONFLICT (run_id, node_id) DO UPDATE SET
     status = 'RUNNING', attempt = {NODE}.attempt + 1, task_id = excluded.task_id,
-    worker = excluded.worker, heartbeat = excluded.heartbeat, started_at = excluded.started_at,
-    finished_at = NULL, error = ''
+    worker = excluded.worker, holder = excluded.holder, heartbeat = excluded.heartbeat,
+    started_at = excluded.started_at, finished_at = NULL, error = '',
+    losses = CASE {NODE}.status WHEN 'RUNNING' THEN {NODE}.losses + 1
+                                WHEN 'RETRYING' THEN 0 ELSE {NODE}.losses END
 WHERE {NODE}.status IN ('QUEUED', 'RETRYING')
    OR ({NODE}.status = 'RUNNING' AND {NODE}.heartbeat < %(stale)s)
-RETURNING id, attempt
+RETURNING id, attempt, losses
 """
 _NODE_VALUES = (
-    "%(run)s, %(node)s, %(type)s, %(position)s, 'RUNNING', 1, %(task)s, %(worker)s, %(now)s, "
-    "%(now)s, ''"
+    "%(run)s, %(node)s, %(type)s, %(position)s, 'RUNNING', 1, %(task)s, %(worker)s, "
+    "%(holder)s, 0, %(now)s, %(now)s, ''"
 )
 _CLAIM_RUN = f"""
 UPDATE {RUN} SET status = 'RUNNING', started_at = COALESCE(started_at, %(now)s)
@@ -44,7 +47,8 @@ WHERE id = %(run)s AND status IN ({STARTABLE}) AND current_node = %(node)s
 _CLAIM_PG = f"""
 WITH claimed_run AS ({_CLAIM_RUN} RETURNING id),
 claimed_node AS ({_UPSERT_NODE.format(source=f"SELECT {_NODE_VALUES} FROM claimed_run")})
-SELECT (SELECT count(*) FROM claimed_run), claimed_node.id, claimed_node.attempt
+SELECT (SELECT count(*) FROM claimed_run), claimed_node.id, claimed_node.attempt,
+    claimed_node.losses
 FROM (SELECT 1) AS one LEFT JOIN claimed_node ON true
 """
 _COMPLETE_NODE = f"""
@@ -91,11 +95,12 @@ def claim(
     position: int,
     task_id: str,
     worker: str,
+    holder: str,
     now: datetime,
     stale: datetime,
-) -> tuple[bool, tuple[int, int] | None]:
+) -> tuple[bool, tuple[int, int, int] | None]:
     """Claim the run (it must await this node) and then the node; returns whether the run was
-    claimed, and the node run's (id, attempt) when the node was too."""
+    claimed, and the node run's (id, attempt, losses) when the node was too."""
     adapt = connection.ops.adapt_datetimefield_value
     params = {
         "run": run_id,
@@ -104,17 +109,18 @@ def claim(
         "position": position,
         "task": task_id,
         "worker": worker,
+        "holder": holder,
         "now": adapt(now),
         "stale": adapt(stale),
     }
     if _postgres():
         row = _fetch(_CLAIM_PG, params)
         assert row is not None
-        return bool(row[0]), (row[1], row[2]) if row[1] is not None else None
+        return bool(row[0]), (row[1], row[2], row[3]) if row[1] is not None else None
     if not _rowcount(_CLAIM_RUN, params):
         return False, None
     node = _fetch(_UPSERT_NODE.format(source=f"VALUES ({_NODE_VALUES})"), params)
-    return True, (node[0], node[1]) if node else None
+    return True, (node[0], node[1], node[2]) if node else None
 
 
 def complete_and_advance(

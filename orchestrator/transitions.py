@@ -4,6 +4,7 @@ table in :mod:`orchestrator.state`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -37,10 +38,23 @@ def advance(run_id: int, spec: definitions.NodeSpec) -> None:
     enqueue_after_commit(run_id, spec.next)
 
 
-def enqueue_after_commit(run_id: int, node_id: str) -> None:
-    """Hand ``node_id`` of the run to the executor once the current transaction commits."""
+def enqueue_after_commit(
+    run_id: int, node_id: str, on_error: Callable[[Exception], None] | None = None
+) -> None:
+    """Hand ``node_id`` of the run to the executor once the current transaction commits;
+    ``on_error`` is told, instead of the caller's caller, if the executor cannot take it."""
     nxt = plans.get(run_id).definition.node(node_id)
-    transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, nxt))
+    if on_error is None:
+        transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, nxt))
+        return
+
+    def publish() -> None:
+        try:
+            dispatch.get().enqueue_node(run_id, nxt)
+        except Exception as exc:  # kombu raises transport-specific errors
+            on_error(exc)
+
+    transaction.on_commit(publish)
 
 
 def abandon(run_id: int, error: str) -> RunStatus | None:

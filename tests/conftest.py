@@ -1,8 +1,10 @@
-"""Shared fixtures: a private redis-server, real Celery workers, a Clarifai gRPC peer, and the
-console script run in a subprocess against the test database."""
+"""Shared fixtures: a private redis-server (or the AMQP broker TEST_BROKER_URL names), real
+Celery workers, a Clarifai gRPC peer, and the console script run in a subprocess against the test
+database."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +31,29 @@ from tests.served import Server, password_hash
 REPO = Path(__file__).resolve().parent.parent
 TEST_DIR = Path(os.environ["ORCHESTRATOR_TEST_DIR"])
 
+#: An AMQP broker (RabbitMQ) to run the worker tests against instead of a private redis-server.
+TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "")
+AMQP = TEST_BROKER_URL.startswith(("amqp://", "pyamqp://"))
+#: A shared AMQP broker serves other test sessions too: this session's queues are its own.
+QUEUE_PREFIX = f"test-{uuid.uuid4().hex[:10]}-" if AMQP else ""
+
+
+def queue_name(name: str) -> str:
+    """The name this session uses for Celery queue ``name``."""
+    return f"{QUEUE_PREFIX}{name}"
+
+
+DEFAULT_QUEUE = queue_name("orchestrator")
+
 #: Settings given to every worker and CLI subprocess (the tests' own process uses tests.settings).
 FAST_RECOVERY = {
     "ORCHESTRATOR_HEARTBEAT_SECONDS": "0.5",
     "ORCHESTRATOR_HEARTBEAT_TIMEOUT": "3",
     "ORCHESTRATOR_REDISPATCH_AFTER": "3",
     "ORCHESTRATOR_MIRROR_BACKOFF": "0.1",
+    # Workers heal by themselves every 30 s by default; tests that want that ask for it, the
+    # others call the recovery pass themselves when they mean to.
+    "ORCHESTRATOR_RECOVERY_INTERVAL": "600",
 }
 
 
@@ -107,10 +127,72 @@ class RedisServer:
 
         redis.Redis.from_url(self.url).flushall()
 
+    def lose_data(self) -> None:
+        """Restart the server with its data lost (it keeps none on disk)."""
+        self.stop()
+        self.start()
+
+    def depth(self, queue: str) -> int:
+        import redis
+
+        return int(redis.Redis.from_url(self.url).llen(queue))
+
+
+class AmqpBroker:
+    """The AMQP broker TEST_BROKER_URL names, shared with others: tests touch only this
+    session's queues (see QUEUE_PREFIX)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def start(self) -> AmqpBroker:
+        return self
+
+    def stop(self) -> None:
+        self._each_queue("queue_delete")
+        self._each_queue("exchange_delete")  # Celery names each queue's exchange after it
+
+    def flushall(self) -> None:
+        """Drop every message waiting in this session's queues."""
+        self._each_queue("queue_purge")
+
+    def lose_data(self) -> None:
+        """Lose this session's queues with their messages, as a broker restarted without its
+        data would (a shared server cannot be restarted here); consumers are cancelled."""
+        self._each_queue("queue_delete")
+
+    def depth(self, queue: str) -> int:
+        from kombu import Connection
+
+        with Connection(self.url) as connection:
+            try:
+                return int(connection.default_channel.queue_declare(queue, passive=True)[1])
+            except connection.channel_errors:
+                return 0
+
+    def _each_queue(self, method: str) -> None:
+        from kombu import Connection
+
+        with Connection(self.url) as connection:
+            for queue in (DEFAULT_QUEUE, queue_name("special")):
+                channel = connection.channel()
+                try:
+                    getattr(channel, method)(queue)
+                except connection.channel_errors:  # no such queue yet
+                    pass
+                finally:
+                    with contextlib.suppress(*connection.channel_errors):
+                        channel.close()
+
+
+Broker = RedisServer | AmqpBroker
+
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
+def redis_server() -> Iterator[Broker]:
+    """The broker of this session: a private redis-server, or TEST_BROKER_URL's AMQP broker."""
+    server: Broker = AmqpBroker(TEST_BROKER_URL) if AMQP else RedisServer()
+    server.start()
     yield server
     server.stop()
 
@@ -129,6 +211,7 @@ def database_url() -> str:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(FAST_RECOVERY)
+    env["ORCHESTRATOR_DEFAULT_QUEUE"] = DEFAULT_QUEUE
     env["DATABASE_URL"] = database_url()
     env["PYTHONPATH"] = str(REPO)
     env["PYTHONUNBUFFERED"] = "1"
@@ -163,14 +246,14 @@ class Worker:
 
 @dataclass
 class WorkerPool:
-    broker: RedisServer
+    broker: Broker
     workers: list[Worker] = field(default_factory=list)
 
     def start(
         self,
         name: str = "w1",
         *,
-        queues: str = "orchestrator",
+        queues: str = DEFAULT_QUEUE,
         concurrency: int = 1,
         env: dict[str, str] | None = None,
     ) -> Worker:
@@ -217,8 +300,8 @@ class WorkerPool:
 
 
 @pytest.fixture
-def broker(redis_server: RedisServer, settings) -> Iterator[RedisServer]:
-    """Queue mode for this test: CELERY_BROKER_URL points at the private redis-server."""
+def broker(redis_server: Broker, settings) -> Iterator[Broker]:
+    """Queue mode for this test: CELERY_BROKER_URL points at the session's broker."""
     redis_server.flushall()
     settings.CELERY_BROKER_URL = redis_server.url
     from workers.celery import app
@@ -226,12 +309,13 @@ def broker(redis_server: RedisServer, settings) -> Iterator[RedisServer]:
     app.conf.broker_url = redis_server.url
     for name, value in FAST_RECOVERY.items():
         setattr(settings, name, float(value))
+    settings.ORCHESTRATOR_DEFAULT_QUEUE = DEFAULT_QUEUE
     yield redis_server
     app.pool.force_close_all()
 
 
 @pytest.fixture
-def workers(broker: RedisServer, transactional_db: None) -> Iterator[WorkerPool]:
+def workers(broker: Broker, transactional_db: None) -> Iterator[WorkerPool]:
     pool = WorkerPool(broker)
     yield pool
     pool.stop_all()
@@ -276,7 +360,7 @@ def cli(transactional_db: None, tmp_path: Path) -> CLI:
 
 
 @pytest.fixture
-def queued_cli(cli: CLI, broker: RedisServer) -> CLI:
+def queued_cli(cli: CLI, broker: Broker) -> CLI:
     """The console script in a subprocess, queueing to the private broker."""
     return CLI(cli.cwd, {**cli.env, "CELERY_BROKER_URL": broker.url})
 

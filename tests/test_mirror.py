@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from orchestrator import control, definitions, engine, mirror
+from orchestrator import control, definitions, dispatch, engine, mirror
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import Action, NodeStatus, RunStatus
 from tests.clarifai_peer import ClarifaiPeer
@@ -347,3 +347,24 @@ def test_worker_retries_the_mirror_until_the_peer_recovers_leaving_the_run_alone
     wait_for(mirrored(run, "JOB_CANCELLED"), timeout=30)
     assert codes(clarifai_peer) == ["JOB_PAUSED"] * 4 + ["JOB_CANCELLED"]
     assert status(run) == RunStatus.CANCELLED
+
+
+@pytest.mark.workers
+def test_two_deliveries_of_one_transition_racing_patch_clarifai_once(
+    workers: WorkerPool, clarifai_peer: ClarifaiPeer
+):
+    worker = workers.start(
+        concurrency=2, env={"CLARIFAI_PAT": "worker-pat", "CLARIFAI_API_BASE": clarifai_peer.base}
+    )
+    clarifai_peer.mode = "stall"  # each call is answered (with success) only after a while
+    clarifai_peer.stall_seconds = 1.5
+    run = linked_run()
+
+    control.signal(run.pk, Action.PAUSE)  # immediate: the first delivery is queued
+    paused = RunEvent.objects.get(run=run, kind=RunEvent.PAUSED)
+    dispatch.get().enqueue_mirror(run.pk, paused.pk)  # and a second one, at the same time
+
+    # Both deliveries run to their end (the one that lost the claim at once).
+    wait_for(lambda: worker.output().count("succeeded") == 2, timeout=30)
+    assert codes(clarifai_peer) == ["JOB_PAUSED"]
+    assert mirror_events(run) == [(RunEvent.MIRRORED, "JOB_PAUSED", 1)]

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+import redis
 
-from orchestrator.models import NodeRun, PipelineRun
-from orchestrator.state import NodeStatus, RunStatus
-from tests.conftest import CLI, WorkerPool, free_port, wait_for
+from orchestrator import control, definitions, engine
+from orchestrator.models import NodeRun, PipelineRun, RunEvent
+from orchestrator.state import Action, NodeStatus, RunStatus
+from tests.conftest import AMQP, CLI, DEFAULT_QUEUE, WorkerPool, free_port, wait_for
 from tests.test_recovery import status_of
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
@@ -153,7 +155,7 @@ def test_detach_returns_at_once_and_a_worker_command_later_finishes_the_run(queu
             worker.kill()
             banner, log = worker.communicate()
     assert worker.returncode == 0, log
-    assert ".> orchestrator " in banner  # the default queue, without -Q
+    assert f".> {DEFAULT_QUEUE} " in banner  # the default queue, without -Q
     for task_id in NodeRun.objects.filter(run=run).values_list("task_id", flat=True):
         assert f"run_node[{task_id}] received" in log
 
@@ -224,6 +226,57 @@ def test_unreachable_broker_is_a_clear_error_within_five_seconds_and_queues_no_r
     assert "Traceback" not in result.stderr
     assert elapsed < 5
     assert not PipelineRun.objects.exists()
+
+
+def paused_run(*seconds: float) -> PipelineRun:
+    """A run of wait nodes w0, w1, ... paused before its first node."""
+    nodes = [
+        {"id": f"w{i}", "type": "wait", "config": {"seconds": s}, "next": f"w{i + 1}"}
+        for i, s in enumerate(seconds)
+    ]
+    nodes[-1]["next"] = None
+    run = engine.create_run(definitions.parse({"name": "paused", "nodes": nodes}), payload={})
+    control.signal(run.pk, Action.PAUSE)
+    assert status_of(run.pk) == RunStatus.PAUSED
+    return run
+
+
+def test_resume_with_the_broker_down_changes_nothing_and_says_so_in_one_line(cli: CLI):
+    run = paused_run(0)
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+
+    result = CLI(cli.cwd, {**cli.env, "CELERY_BROKER_URL": closed})("pr", "resume", str(run.pk))
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"CommandError: Cannot reach the broker at {closed}")
+    assert status_of(run.pk) == RunStatus.PAUSED
+    assert not RunEvent.objects.filter(run=run, kind=RunEvent.RESUMED).exists()
+
+
+@pytest.mark.skipif(AMQP, reason="refusing writes by memory limit is a Redis setting")
+def test_a_resume_the_broker_refuses_after_commit_says_so_and_the_workers_queue_it(
+    queued_cli: CLI, workers: WorkerPool
+):
+    run = paused_run(0, 0)
+    server = redis.Redis.from_url(workers.broker.url)
+    server.config_set("maxmemory", 1)  # it answers, and refuses every write
+    try:
+        result = queued_cli("pr", "resume", str(run.pk))
+    finally:
+        server.config_set("maxmemory", 0)
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"CommandError: Pipeline run {run.pk} has been resumed, but node 'w0' could not be queued ("
+    )
+    assert "command not allowed when used memory > 'maxmemory'" in line
+    assert line.endswith("); the recovery pass will queue it.")
+    assert status_of(run.pk) == RunStatus.RUNNING
+    workers.start(env={"ORCHESTRATOR_RECOVERY_INTERVAL": "0.5"})
+    wait_for(lambda: status_of(run.pk) == RunStatus.COMPLETED, timeout=30)
+    assert set(NodeRun.objects.values_list("status", "attempt")) == {(NodeStatus.COMPLETED, 1)}
 
 
 def test_worker_help_needs_no_broker_and_lists_celery_worker_options(cli: CLI):

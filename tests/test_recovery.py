@@ -11,13 +11,15 @@ import time
 import pytest
 from django.db import connection
 
-from orchestrator import definitions, engine, recovery
+from orchestrator import definitions, engine, lease, recovery
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import NodeStatus, RunStatus
 from tests.conftest import (
+    AMQP,
     CLI,
+    DEFAULT_QUEUE,
     REPO,
-    RedisServer,
+    Broker,
     WorkerPool,
     free_port,
     subprocess_env,
@@ -92,19 +94,27 @@ def test_run_survives_a_worker_killed_mid_node_and_completed_nodes_do_not_run_ag
 
     reports = recovered_until(lambda: status_of(run.pk) == RunStatus.COMPLETED, timeout=40)
 
-    assert [(run.pk, "w1")] == [n for r in reports for n in r.stale_nodes]
     assert node_attempts(run) == {
         "w0": (NodeStatus.COMPLETED, 1),
         "w1": (NodeStatus.COMPLETED, 2),
         "w2": (NodeStatus.COMPLETED, 1),
     }
+    if AMQP:
+        # RabbitMQ re-delivers a lost connection's messages at once, and the delivery finds the
+        # holder's process gone: taken over before any pass.
+        assert [n for r in reports for n in r.stale_nodes] == []
+        event = RunEvent.objects.get(run=run, kind=RunEvent.NODE_RECLAIMED)
+        assert event.details["reason"].endswith(" is gone")
+        return
+    # Redis keeps the message until its visibility timeout: the pass finds the silent node.
+    assert [(run.pk, "w1")] == [n for r in reports for n in r.stale_nodes]
     assert redispatches(run.pk, "w1") == 1
     event = RunEvent.objects.get(run=run, kind=RunEvent.NODE_REDISPATCHED)
     assert event.details["reason"] == "worker went silent"
 
 
 def test_recovery_finishes_every_run_after_the_broker_lost_its_queued_messages(
-    workers: WorkerPool, broker: RedisServer
+    workers: WorkerPool, broker: Broker
 ):
     workers.start("busy")
     busy = queue_run(linear("busy", wait("long", 3), wait("then")))
@@ -146,7 +156,13 @@ def test_two_recovery_passes_at_once_start_nothing_twice(workers: WorkerPool):
 
     assert len(reports) == 2
     assert sorted(n for r in reports for n in r.stale_nodes) == [(r.pk, "only") for r in silent]
-    assert sorted(n for r in reports for n in r.stalled_runs) == [(r.pk, "only") for r in lost]
+    # A pass sends only what the queue lacks when it looks, so two passes at once (they take
+    # turns under the lease, but recover() itself takes none) may leave a lost run to the next
+    # pass; neither sends one twice.
+    sent = [n for r in reports for n in r.stalled_runs]
+    assert len(sent) == len(set(sent)) and set(sent) <= {(r.pk, "only") for r in lost}
+    sent += recovery.recover().stalled_runs
+    assert sorted(sent) == [(r.pk, "only") for r in lost]
     assert all(redispatches(r.pk, "only") == 1 for r in [*lost, *silent])
     workers.start("w1")
     wait_for(all_completed([*lost, *silent]), timeout=30)
@@ -220,7 +236,7 @@ def test_recovery_task_is_scheduled_by_the_shipped_beat_schedule():
 
 
 def test_celery_beat_runs_recovery_periodically_so_a_lost_run_completes_unaided(
-    workers: WorkerPool, broker: RedisServer, tmp_path
+    workers: WorkerPool, broker: Broker, tmp_path
 ):
     lost = lost_run(linear("one", wait("only")))
     workers.start("w1", env={"ORCHESTRATOR_REDISPATCH_AFTER": "1"})
@@ -265,3 +281,74 @@ def test_recovery_settles_a_pause_left_between_a_recorded_node_and_its_settling(
     assert report.stalled_runs == [(run.pk, "first")]
     assert not NodeRun.objects.filter(run=run, node_id="second").exists()
     assert recovery.recover().total == 0
+
+
+def test_three_passes_over_300_queued_runs_and_no_worker_never_flood_the_queue(broker: Broker):
+    definition = linear("one", wait("only"))
+    runs = [queue_run(definition) for _ in range(300)]
+    assert broker.depth(DEFAULT_QUEUE) == 300
+
+    reports = [recovery.recover(redispatch_after=0) for _ in range(3)]
+
+    # Every waiting node still has its message in the queue: nothing is sent again.
+    assert [r.total for r in reports] == [0, 0, 0]
+    assert broker.depth(DEFAULT_QUEUE) == 300  # at most 2 x 300 is the promise
+    broker.flushall()  # now the broker loses them all
+    assert len(recovery.recover(redispatch_after=0).stalled_runs) == 300
+    assert recovery.recover(redispatch_after=0).total == 0
+    assert broker.depth(DEFAULT_QUEUE) == 300
+    assert all(redispatches(r.pk, "only") == 1 for r in runs)
+
+
+def test_a_run_recovery_cannot_read_is_recorded_and_the_pass_goes_on(
+    broker: Broker, queued_cli: CLI
+):
+    definition = linear("one", wait("only"))
+    unreadable, readable = lost_run(definition), lost_run(definition)
+    # Its node type is a plug-in this host does not have.
+    config = {**unreadable.config, "nodes": [{"id": "only", "type": "not-installed-here"}]}
+    PipelineRun.objects.filter(pk=unreadable.pk).update(config=config)
+    engine.plans._plans.clear()
+
+    report = recovery.recover(redispatch_after=0)
+
+    assert report.stalled_runs == [(readable.pk, "only")]
+    [(run_id, node_id, reason)] = report.failed
+    assert (run_id, node_id) == (unreadable.pk, "only")
+    assert (
+        reason == "Pipeline definition invalid: - Node 'only' has unknown type: not-installed-here"
+    )
+    [event] = RunEvent.objects.filter(run=unreadable, kind=RunEvent.RECOVERY_FAILED)
+    assert event.details == {"reason": reason}
+    assert recovery.recover(redispatch_after=0).failed == report.failed
+    assert RunEvent.objects.filter(run=unreadable, kind=RunEvent.RECOVERY_FAILED).count() == 1
+    status = queued_cli("pr", "status", str(unreadable.pk), check=True).stdout
+    assert "recovery failed [only]" in status
+    assert reason in status
+
+
+def test_recover_redispatch_after_zero_sends_at_once_what_the_broker_just_lost(queued_cli: CLI):
+    lost = [lost_run(linear("one", wait("only"))) for _ in range(2)]
+    patient = CLI(queued_cli.cwd, {**queued_cli.env, "ORCHESTRATOR_REDISPATCH_AFTER": "60"})
+    assert patient("recover", check=True).stdout == "Nothing to recover.\n"
+
+    result = patient("recover", "--redispatch-after", "0", check=True)
+
+    assert result.stdout.splitlines() == [
+        f"Run {r.pk}: nothing was running or queued; re-dispatched 'only'." for r in lost
+    ]
+    bad = patient("recover", "--redispatch-after", "soon")
+    assert bad.returncode == 2
+    assert "--redispatch-after: must be a number of seconds, 0 or more: 'soon'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_recover_waits_for_a_pass_running_elsewhere_and_says_so_if_it_lasts(queued_cli: CLI):
+    with lease.held(recovery.LEASE) as held:
+        assert held
+        result = queued_cli("recover", "--wait", "0.5")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "CommandError: Another recovery pass is still running after 0.5 s; try again."
+    )
+    assert queued_cli("recover", check=True).stdout == "Nothing to recover.\n"

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from orchestrator import definitions, dispatch, engine, events
+from orchestrator import definitions, dispatch, engine, holders
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import NodeStatus, RunStatus
-from tests.conftest import WorkerPool, wait_for
+from tests.conftest import WorkerPool, queue_name, wait_for
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -64,7 +64,7 @@ def test_three_node_definition_completes_through_a_worker(workers: WorkerPool):
     assert all(n.status == NodeStatus.COMPLETED and n.attempt == 1 for n in nodes)
     assert all(n.task_id for n in nodes)
     assert all(re.fullmatch(r".+:\d+", n.worker) for n in nodes)  # the worker's host:pid
-    assert events.identity() not in {n.worker for n in nodes}
+    assert holders.current().describe() not in {n.worker for n in nodes}
     assert "run_node" in worker.output()
 
 
@@ -84,8 +84,9 @@ def test_two_workers_share_twenty_runs_and_every_node_runs_exactly_once(workers:
 
 def test_node_routed_to_a_queue_runs_only_on_the_worker_listening_there(workers: WorkerPool):
     default = workers.start("default")
-    special = workers.start("special", queues="special")
-    run = queue_run(linear("routed", wait("before"), wait("gpu", queue="special"), wait("after")))
+    special = workers.start("special", queues=queue_name("special"))
+    gpu = wait("gpu", queue=queue_name("special"))
+    run = queue_run(linear("routed", wait("before"), gpu, wait("after")))
     done = wait_for(finished(run.pk), timeout=30)
     assert done.status == RunStatus.COMPLETED, done.error
     tasks = dict(NodeRun.objects.filter(run=run).values_list("node_id", "task_id"))
@@ -118,7 +119,9 @@ def test_retries_and_time_limits_apply_through_a_worker(workers: WorkerPool):
     assert done[slow.pk].error == "Node 'slow' failed: Node 'slow' timed out after 0.5 s"
 
 
-def test_duplicate_deliveries_of_a_running_or_completed_node_are_dropped(workers: WorkerPool):
+def test_a_duplicate_of_a_running_node_waits_for_it_and_duplicates_of_ended_ones_are_dropped(
+    workers: WorkerPool,
+):
     worker = workers.start("w1", concurrency=2)
     definition = linear("once", wait("slow", 3), wait("last"))
     run = queue_run(definition)
@@ -128,13 +131,17 @@ def test_duplicate_deliveries_of_a_running_or_completed_node_are_dropped(workers
 
     wait_for(lambda: NodeRun.objects.filter(run=run, status=NodeStatus.RUNNING).exists())
     dispatch.get().enqueue_node(run.pk, definition.node("slow"))
+    # Held by a live process: the duplicate is sent again for later, never simply dropped (it
+    # could have been the only message); it comes back once the node has ended, and is dropped.
     wait_for(lambda: dropped() == 1, timeout=30)
     assert NodeRun.objects.get(run=run, node_id="slow").status == NodeStatus.RUNNING
+    wait_for(lambda: dropped() == 2, timeout=30)
+    assert NodeRun.objects.get(run=run, node_id="slow").status == NodeStatus.COMPLETED
 
     wait_for(finished(run.pk), timeout=30)
     for spec in definition.nodes:
         dispatch.get().enqueue_node(run.pk, spec)
-    wait_for(lambda: dropped() == 3, timeout=30)
+    wait_for(lambda: dropped() == 4, timeout=30)
 
     done = PipelineRun.objects.get(pk=run.pk)
     assert done.status == RunStatus.COMPLETED

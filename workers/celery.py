@@ -10,7 +10,7 @@ import os
 
 from celery import Celery, signals
 
-from workers.defaults import MESSAGE_SETTINGS, TRANSPORT_OPTIONS
+from workers.defaults import CONSUMER_TIMEOUT, MESSAGE_SETTINGS, TRANSPORT_OPTIONS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
@@ -57,3 +57,38 @@ def _release_old_connections(**kwargs: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+_healer = None
+
+
+@signals.worker_ready.connect
+def _start_healing(**kwargs: object) -> None:
+    """Every worker runs the recovery pass periodically, one pass at a time across hosts."""
+    global _healer
+    from orchestrator.healing import Healer
+
+    _healer = Healer()
+    _healer.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_healing(**kwargs: object) -> None:
+    if _healer is not None:
+        _healer.stop()
+
+
+@signals.celeryd_after_setup.connect
+def _hold_messages_as_long_as_nodes_run(instance: object, **kwargs: object) -> None:
+    """RabbitMQ closes a channel whose delivery stays unacknowledged past its consumer timeout
+    (30 min by default), and a node's message is acknowledged only when the node ends: ask for a
+    longer one on each consumer (RabbitMQ 3.12+; older servers ignore the argument, see the
+    README)."""
+    if app.connection_for_read().transport.driver_type != "amqp":
+        return
+    timeout_ms = int(_defaults()["broker_transport_options"]["visibility_timeout"] * 1000)
+    for queue in app.amqp.queues.consume_from.values():
+        queue.consumer_arguments = {
+            **(queue.consumer_arguments or {}),
+            CONSUMER_TIMEOUT: timeout_ms,
+        }

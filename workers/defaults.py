@@ -27,3 +27,6 @@ MESSAGE_SETTINGS: dict[str, Any] = {
 
 #: Redis transport options besides the visibility timeout, which follows the node time limit.
 TRANSPORT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 3, "socket_timeout": 10}
+
+#: RabbitMQ's consumer argument for how long a delivery may stay unacknowledged, in ms.
+CONSUMER_TIMEOUT = "x-consumer-timeout"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from orchestrator import conf, engine
@@ -41,6 +42,24 @@ class CeleryDispatcher:
             soft_time_limit=limit + 1,
             time_limit=limit + conf.get("ORCHESTRATOR_HARD_TIMEOUT_GRACE"),
         )
+
+    def queue_depths(self, queues: list[str]) -> dict[str, int | None]:
+        """Messages ready in each queue, as the broker reports them (0 for a queue it lacks)."""
+        from workers.celery import app
+
+        depths: dict[str, int | None] = {}
+        with app.connection_for_write() as connection:
+            for name in queues:
+                channel = connection.channel()
+                try:
+                    depths[name] = channel.queue_declare(queue=name, passive=True).message_count
+                except connection.channel_errors:  # no such queue: nothing was ever sent to it
+                    depths[name] = 0
+                finally:
+                    errors = (*connection.connection_errors, *connection.channel_errors)
+                    with contextlib.suppress(*errors):
+                        channel.close()
+        return depths
 
     def enqueue_mirror(self, run_id: int, event_id: int) -> None:
         from workers.tasks import mirror_transition

@@ -36,5 +36,8 @@ def mirror_transition(self: Task, run_id: int, event_id: int) -> bool:
 
 @app.task(name="workers.tasks.recover")
 def recover() -> dict:
-    """One recovery pass (scheduled by celery beat)."""
-    return recovery.recover().as_dict()
+    """One recovery pass (scheduled by celery beat), unless another holds the lease."""
+    report = recovery.recover_under_lease()
+    if report is None:
+        return {"skipped": "another recovery pass holds the lease"}
+    return report.as_dict()

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orchestrator", "0001_initial"),
+        ("orchestrator", "0002_self_healing"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -21,7 +21,8 @@ class Command(OrchestratorCommand):
         "  orchestrator worker\n"
         "  orchestrator worker --concurrency 4 -n worker1@%h\n"
         "  orchestrator worker -Q orchestrator,gpu      # also take nodes routed to queue 'gpu'\n"
-        "  orchestrator worker -B       # also run the periodic recovery pass (on one host only)"
+        "\nEvery worker runs the recovery pass every ORCHESTRATOR_RECOVERY_INTERVAL seconds (one\n"
+        "pass at a time across all hosts), so no scheduler is needed."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
