@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator import nodes
-from orchestrator.definitions import Definition
+from orchestrator import conditions, diagrams, nodes
+from orchestrator.definitions import Definition, NodeSpec
+from orchestrator.errors import OrchestratorError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
+from orchestrator.plans import plans
 from orchestrator.redaction import redact
 from orchestrator.state import NodeStatus, RunStatus
 
@@ -36,9 +38,11 @@ def dry_run_lines(
         lines += [
             f"  {number}. [{spec.type}] {spec.id}",
             f"     Config: {json.dumps(config, ensure_ascii=False)}",
-            f"     → next: {spec.next}" if spec.next else "     → end",
+            *_shape_lines(spec),
             "",
         ]
+    if diagrams.is_branched(definition):
+        lines += ["Branches:", *(f"  {line}" for line in diagrams.flow_lines(definition)), ""]
     lines += [
         "Payload:",
         json.dumps(redact(payload), indent=2, ensure_ascii=False),
@@ -46,6 +50,30 @@ def dry_run_lines(
         "Use without --dry-run to execute",
     ]
     return lines
+
+
+def _shape_lines(spec: NodeSpec) -> list[str]:
+    """Where a node sits in the dry run: a join, its condition, the on_failure path, and next."""
+    lines = []
+    if len(spec.predecessors) > 1:
+        lines.append(f"     Join: runs once {', '.join(spec.predecessors)} have ended")
+    if spec.when:
+        lines.append(f"     When: {conditions.describe(spec.when)} (else skipped)")
+    if spec.on_failure_path:
+        lines.append("     On failure: runs only if the run fails")
+    if len(spec.successors) > 1:
+        lines.append(f"     → next: {', '.join(spec.successors)} (in parallel)")
+    else:
+        lines.append(f"     → next: {spec.successors[0]}" if spec.successors else "     → end")
+    return lines
+
+
+def run_definition(run: PipelineRun) -> Definition | None:
+    """The definition a run executes (its snapshot), or None if it no longer parses here."""
+    try:
+        return plans.get(run.pk).definition
+    except OrchestratorError:
+        return None
 
 
 def redacted_definition(data: Any) -> Any:
@@ -65,8 +93,9 @@ def _node_runs(run: PipelineRun) -> list[NodeRun]:
     return list(run.node_runs.order_by("position", "id"))
 
 
-def node_lines(node: NodeRun) -> list[str]:
-    lines = [f"--- {node.node_type} ({node.node_id}) ---"]
+def node_lines(node: NodeRun, spec: NodeSpec | None = None) -> list[str]:
+    role = diagrams.role(spec) if spec is not None else ""
+    lines = [f"--- {node.node_type} ({node.node_id}) ---" + (f" [{role}]" if role else "")]
     body: list[str] = []
     if node.status == NodeStatus.COMPLETED and isinstance(node.output, dict):
         handler = nodes.get(node.node_type)
@@ -76,6 +105,8 @@ def node_lines(node: NodeRun) -> list[str]:
         body.append(f"Status: {node.status}")
         if node.error:
             body.append(f"Error: {redact(node.error)}")
+        if node.reason:
+            body.append(f"Reason: {redact(node.reason)}")
     if node.attempt > 1:
         body.append(f"Attempts: {node.attempt}")
     if node.duration_ms is not None:
@@ -97,10 +128,26 @@ def result_lines(run: PipelineRun) -> list[str]:
     if run.duration_ms is not None:
         lines.append(f"Duration: {run.duration_ms:.2f}ms")
     lines.append("")
+    definition = run_definition(run)
+    if definition is not None and diagrams.is_branched(definition):
+        lines += ["Branches:", *(f"  {line}" for line in diagrams.flow_lines(definition)), ""]
     for node in _node_runs(run):
-        lines += [*node_lines(node), ""]
+        lines += [*node_lines(node, _spec(definition, node.node_id)), ""]
     lines.append(final_line(run))
     return lines
+
+
+def _spec(definition: Definition | None, node_id: str) -> NodeSpec | None:
+    if definition is None:
+        return None
+    try:
+        return definition.node(node_id)
+    except OrchestratorError:
+        return None
+
+
+def _quoted(node_ids: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in node_ids)
 
 
 def final_line(run: PipelineRun) -> str:
@@ -112,8 +159,9 @@ def final_line(run: PipelineRun) -> str:
     if status == RunStatus.CANCELLED:
         return "✗ Pipeline cancelled"
     if status == RunStatus.PAUSED:
+        ready = run.nodes_in(NodeStatus.QUEUED, NodeStatus.RETRYING)
         return (
-            f"⏸ Pipeline paused before '{run.resume_from}'. "
+            f"⏸ Pipeline paused before {_quoted(ready)}. "
             f"Resume it with: orchestrator pr resume {run.pk}"
         )
     return f"… Pipeline is {status.value.lower()}"
@@ -130,10 +178,8 @@ def status_lines(run: PipelineRun) -> list[str]:
         f"  Source:      {run.source} ({run.environment})",
         f"  Queued by:   {run.queued_by or '-'} at {run.created_at:%Y-%m-%d %H:%M:%S}",
     ]
-    if run.current_node:
-        lines.append(f"  Current:     {run.current_node}")
-    if run.resume_from:
-        lines.append(f"  Resume from: {run.resume_from}")
+    node_runs = _node_runs(run)
+    lines += _position_lines(run, node_runs)
     if run.duration_ms is not None:
         lines.append(f"  Duration:    {run.duration_ms:.2f}ms")
     if run.error:
@@ -150,17 +196,42 @@ def status_lines(run: PipelineRun) -> list[str]:
         "Nodes:",
         f"  {'NODE':<16} {'TYPE':<13} {'STATUS':<10} {'TRY':>3} {'DURATION':>11}  WORKER",
     ]
-    node_runs = _node_runs(run)
+    definition = run_definition(run)
     for node in node_runs:
         duration = f"{node.duration_ms:.2f}ms" if node.duration_ms is not None else "-"
         lines.append(
             f"  {node.node_id[:16]:<16} {node.node_type[:13]:<13} {node.status:<10} "
             f"{node.attempt:>3} {duration:>11}  {node.worker or '-'}"
         )
+        spec = _spec(definition, node.node_id)
+        if spec is not None and (role := diagrams.role(spec)):
+            lines.append(f"  {'':<16} {role}")
         if node.error:
             lines.append(f"  {'':<16} error: {redact(node.error)}")
+        if node.reason:
+            lines.append(f"  {'':<16} skipped: {redact(node.reason)}")
+    if definition is not None and diagrams.is_branched(definition):
+        lines += ["", "Branches:", *(f"  {line}" for line in diagrams.flow_lines(definition))]
     lines += ["", "Timeline:"]
     lines += [f"  {at:%H:%M:%S.%f}"[:-3] + f"  {text}" for at, _, text in timeline(run, node_runs)]
+    return lines
+
+
+def _position_lines(run: PipelineRun, node_runs: list[NodeRun]) -> list[str]:
+    """Where the run is: the nodes running, those ready (to resume from, when paused), and the
+    joins waiting for more of their predecessors."""
+
+    def ids(*statuses: str) -> list[str]:
+        return [n.node_id for n in node_runs if n.status in statuses]
+
+    lines = []
+    if running := ids(NodeStatus.RUNNING):
+        lines.append(f"  Running:     {', '.join(running)}")
+    if ready := ids(NodeStatus.QUEUED, NodeStatus.RETRYING):
+        label = "Resume from:" if run.status == RunStatus.PAUSED else "Ready:      "
+        lines.append(f"  {label} {', '.join(ready)}")
+    if waiting := ids(NodeStatus.WAITING):
+        lines.append(f"  Waiting:     {', '.join(waiting)} (a join: for more branches to end)")
     return lines
 
 
@@ -194,6 +265,12 @@ def outcome_error(run: PipelineRun) -> str | None:
 
 
 def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
+    node_runs = _node_runs(run)
+    definition = run_definition(run)
+
+    def ids(*statuses: str) -> list[str]:
+        return [n.node_id for n in node_runs if n.status in statuses]
+
     data: dict[str, Any] = {
         "run_id": run.pk,
         "trace_id": str(run.trace_id),
@@ -202,29 +279,16 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
         "definition_id": run.definition_id,
         "source": run.source,
         "environment": run.environment,
-        "current_node": run.current_node or None,
-        "resume_from": run.resume_from or None,
+        "running_nodes": ids(NodeStatus.RUNNING),
+        "ready_nodes": ids(NodeStatus.QUEUED, NodeStatus.RETRYING),
+        "on_failure": definition.graph.on_failure if definition else None,
         "error": redact(run.error) or None,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "duration_ms": run.duration_ms,
         "queued_by": run.queued_by,
-        "nodes": [
-            {
-                "id": n.node_id,
-                "type": n.node_type,
-                "status": n.status,
-                "attempt": n.attempt,
-                "worker": n.worker or None,
-                "started_at": n.started_at.isoformat() if n.started_at else None,
-                "finished_at": n.finished_at.isoformat() if n.finished_at else None,
-                "duration_ms": n.duration_ms,
-                "output": redact(n.output, _secret_keys(n.node_type)),
-                "error": redact(n.error) or None,
-            }
-            for n in _node_runs(run)
-        ],
+        "nodes": [node_as_dict(n, _spec(definition, n.node_id)) for n in node_runs],
     }
     if run.is_linked:
         data["clarifai"] = {
@@ -237,6 +301,25 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
     if events:
         data["events"] = [event_as_dict(e) for e in run.events.order_by("id")]
     return data
+
+
+def node_as_dict(node: NodeRun, spec: NodeSpec | None) -> dict[str, Any]:
+    return {
+        "id": node.node_id,
+        "type": node.node_type,
+        "status": node.status,
+        "attempt": node.attempt,
+        "worker": node.worker or None,
+        "started_at": node.started_at.isoformat() if node.started_at else None,
+        "finished_at": node.finished_at.isoformat() if node.finished_at else None,
+        "duration_ms": node.duration_ms,
+        "output": redact(node.output, _secret_keys(node.node_type)),
+        "error": redact(node.error) or None,
+        "reason": redact(node.reason) or None,
+        "after": list(spec.predecessors) if spec else [],
+        "next": list(spec.successors) if spec else [],
+        "on_failure_path": spec.on_failure_path if spec else False,
+    }
 
 
 def event_as_dict(event: RunEvent) -> dict[str, Any]:

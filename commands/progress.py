@@ -23,7 +23,10 @@ MARKS = {
     NodeStatus.FAILED: "✗",
     NodeStatus.CANCELLED: "✗",
     NodeStatus.RETRYING: "↻",
+    NodeStatus.SKIPPED: "↷",
 }
+#: Statuses of a node that has not started: nothing to say about it yet.
+NOT_STARTED = (NodeStatus.WAITING, NodeStatus.QUEUED)
 
 
 class Progress:
@@ -105,10 +108,15 @@ def follow(run_id: int, progress: Progress, *, interval: float = 0.2) -> Pipelin
             if node.status == NodeStatus.RUNNING:
                 progress.started(node.node_id, node.node_type, node.attempt)
                 continue
-            if before is None and node.status != NodeStatus.QUEUED and node.started_at is not None:
+            if (
+                before is None
+                and node.status not in (*NOT_STARTED, NodeStatus.SKIPPED)
+                and node.started_at is not None
+            ):
                 progress.started(node.node_id, node.node_type, node.attempt)
-            if node.status != NodeStatus.QUEUED:
-                progress.finished(node.node_id, node.status, node.duration_ms, node.error)
+            if node.status not in NOT_STARTED:
+                why = node.reason if node.status == NodeStatus.SKIPPED else node.error
+                progress.finished(node.node_id, node.status, node.duration_ms, why)
         if RunStatus(run.status) in FOLLOW_UNTIL:
             return run
         time.sleep(interval)

@@ -24,6 +24,8 @@ ORCHESTRATOR_MAX_NODE_TIMEOUT: float = 6 * 3600.0
 ORCHESTRATOR_HARD_TIMEOUT_GRACE: float = 30.0
 #: Largest payload accepted by ``run_pipeline``, in bytes.
 ORCHESTRATOR_MAX_PAYLOAD_BYTES: int = 1024 * 1024
+#: Most nodes one node's ``next`` list may fan out to.
+ORCHESTRATOR_MAX_FANOUT: int = 256
 #: Celery queue for node tasks that name no queue of their own.
 ORCHESTRATOR_DEFAULT_QUEUE: str = "orchestrator"
 #: Dotted path of the dispatcher used when a broker is configured.

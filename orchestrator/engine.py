@@ -1,10 +1,12 @@
 """The engine's entry points: create a run and hand it to the executor, and execute one node.
 
 A node is a unit of work that claims itself (:mod:`orchestrator.claims`), runs and records itself
-(:mod:`orchestrator.execution`) and moves the run on (:mod:`orchestrator.transitions`). Each node
-boundary is a compare-and-set on the run row, so pause and cancel requests from other hosts race
-safely with it. A no-op node costs four queries: claim the run, claim the node, record the node,
-advance the run.
+(:mod:`orchestrator.execution`) and moves the run's graph on (:mod:`orchestrator.branches`: its
+successors, a fan-out's several, a join once its last predecessor ended) or settles the run
+(:mod:`orchestrator.transitions`). Each node boundary is a compare-and-set, so pause and cancel
+requests from other hosts, and branches ending on other workers, race safely with it. A no-op
+node in a line costs four queries: claim the run, claim the node, record the node together with
+its successor's arrival (one statement each on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from django.utils import timezone
 from orchestrator import definitions, dispatch, events
 from orchestrator.claims import Claim, claim_node
 from orchestrator.execution import execute_node
-from orchestrator.models import PipelineDefinition, PipelineRun, RunEvent
+from orchestrator.models import NodeRun, PipelineDefinition, PipelineRun, RunEvent
 from orchestrator.plans import RunPlan, node_timeout, plans
-from orchestrator.state import RunStatus
+from orchestrator.state import NodeStatus, RunStatus
 from orchestrator.transitions import (
     abandon,
     cancel_pending_nodes,
     ended_fields,
     enqueue_after_commit,
+    ready_nodes,
     settle,
 )
 
@@ -43,6 +46,7 @@ __all__ = [
     "execute_node",
     "node_timeout",
     "plans",
+    "ready_nodes",
     "settle",
 ]
 
@@ -87,10 +91,17 @@ def create_run(
             source=source,
             environment=environment,
             status=RunStatus.QUEUED,
-            current_node=definition.entry.id,
-            dispatched_at=now,
             queued_by=events.hostname(),
             **(link.as_fields() if link else {}),
+        )
+        entry = definition.entry
+        NodeRun.objects.create(
+            run=run,
+            node_id=entry.id,
+            node_type=entry.type,
+            position=entry.position,
+            status=NodeStatus.QUEUED,
+            dispatched_at=now,
         )
         events.record(run.pk, RunEvent.QUEUED, pipeline=definition.name, source=source)
     plans.put(

@@ -1,7 +1,9 @@
 """Executing one claimed node: run its handler with heartbeats, a deadline and cooperative
 cancel, then record the outcome and advance the run, all as compare-and-set writes.
 
-The inline runner and the Celery task both call :func:`execute_node`.
+The inline runner and the Celery task both call :func:`execute_node`. A node whose predecessors
+were all skipped, or whose ``when`` does not hold, is recorded SKIPPED (with the reason) instead
+of running, and its successors learn that it was skipped.
 """
 
 from __future__ import annotations
@@ -17,18 +19,32 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import conf, definitions, dispatch, events, nodes, signals, statements
-from orchestrator.claims import Claim, claim_node
+from orchestrator import (
+    conditions,
+    conf,
+    definitions,
+    dispatch,
+    events,
+    graph,
+    nodes,
+    signals,
+    statements,
+)
+from orchestrator.branches import advance, failure_of, successors_of
+from orchestrator.claims import Claim, claim_node, start_action
 from orchestrator.errors import NodeCancelled, NodeError, NodeTimeout
 from orchestrator.heartbeat import Heartbeat, deadline
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.plans import RunPlan, node_timeout, plans
-from orchestrator.state import Action, NodeStatus, RunStatus
-from orchestrator.transitions import advance, enqueue_after_commit, move_run, settle
+from orchestrator.state import NodeStatus, RunStatus
+from orchestrator.transitions import fail, settle
 
 logger = logging.getLogger(__name__)
 
+#: Run statuses at which a node stops when it polls ``cancel_requested()``: a cancel, and for
+#: the run proper (not its on_failure path) a failure elsewhere in the run.
 CANCEL_STATUSES = (RunStatus.CANCELLING, RunStatus.CANCELLED)
+FAILURE_STATUSES = (RunStatus.FAILING, RunStatus.FAILED)
 
 
 class _Outputs(Mapping[str, Any]):
@@ -54,32 +70,54 @@ class _Outputs(Mapping[str, Any]):
         return len(self._load())
 
 
-def _cancel_check(run_id: int, timeout_at: float) -> Any:
+class _CancelCheck:
     """A cheap ``cancel_requested()``: reads the run's status at most every poll interval."""
-    interval = conf.get("ORCHESTRATOR_CANCEL_POLL_SECONDS")
-    # The claim has just seen the run RUNNING, so the first read can wait one interval.
-    state = {"next": time.monotonic() + interval, "cancelled": False}
 
-    def check() -> bool:
+    def __init__(self, run_id: int, timeout_at: float, stop_on: tuple[RunStatus, ...]) -> None:
+        self.run_id = run_id
+        self.timeout_at = timeout_at
+        self.stop_on = stop_on
+        self.interval = conf.get("ORCHESTRATOR_CANCEL_POLL_SECONDS")
+        # The claim has just seen the run let this node start, so the first read can wait.
+        self.next_read = time.monotonic() + self.interval
+        self.seen: str | None = None
+
+    def __call__(self) -> bool:
         now = time.monotonic()
-        if now >= timeout_at:
+        if now >= self.timeout_at:
             raise NodeTimeout()
-        if not state["cancelled"] and now >= state["next"]:
-            state["next"] = now + interval
-            status = PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
-            state["cancelled"] = status in CANCEL_STATUSES
-        return state["cancelled"]
+        if self.seen is None and now >= self.next_read:
+            self.next_read = now + self.interval
+            status = (
+                PipelineRun.objects.filter(pk=self.run_id).values_list("status", flat=True).first()
+            )
+            if status in self.stop_on:
+                self.seen = status
+        return self.seen is not None
 
-    return check
+    @property
+    def why(self) -> str:
+        if self.seen in FAILURE_STATUSES:
+            return "Stopped: another node of the run failed"
+        return "Cancelled while running"
 
 
 def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | None:
-    """Run one node of one run end to end; returns the node's final status, or None if skipped."""
+    """Run one node of one run end to end; returns the node's final status, or None if another
+    delivery or another status of the run had it not run here."""
     plan = plans.get(run_id)
     spec = plan.definition.node(node_id)
     claim = claim_node(run_id, spec, task_id)
     if claim is None:
         return None
+    reason = _skip_reason(run_id, spec, claim, plan)
+    if reason is not None:
+        status = _finish(run_id, spec, claim, NodeStatus.SKIPPED, reason=reason)
+        if status is not None:
+            signals.node_finished.send(
+                sender=PipelineRun, run_id=run_id, node_id=spec.id, status=status, error=reason
+            )
+        return status
     signals.node_started.send(
         sender=PipelineRun,
         run_id=run_id,
@@ -95,6 +133,22 @@ def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | N
     return status
 
 
+def _skip_reason(
+    run_id: int, spec: definitions.NodeSpec, claim: Claim, plan: RunPlan
+) -> str | None:
+    """Why the claimed node must not run: every predecessor was skipped, or its ``when``."""
+    reason = graph.skip_reason(len(spec.predecessors), claim.reached)
+    if reason is not None or not spec.when:
+        return reason
+    data: dict[str, Any] = {}
+    if any(c.root not in (conditions.PAYLOAD, conditions.FAILURE) for c in spec.when):
+        data.update(_Outputs(run_id))
+    data[conditions.PAYLOAD] = plan.payload
+    if spec.on_failure_path:
+        data[conditions.FAILURE] = failure_of(run_id)
+    return conditions.evaluate(spec.when, data)
+
+
 def _execute_claimed(
     run_id: int, spec: definitions.NodeSpec, claim: Claim, plan: RunPlan
 ) -> tuple[NodeStatus | None, str]:
@@ -103,6 +157,8 @@ def _execute_claimed(
         error = f"Node type '{spec.type}' is not installed here"
         return _finish_failed(run_id, spec, claim, error), error
     timeout = node_timeout(spec)
+    stop_on = CANCEL_STATUSES if spec.on_failure_path else CANCEL_STATUSES + FAILURE_STATUSES
+    check = _CancelCheck(run_id, time.monotonic() + timeout, stop_on)
     ctx = nodes.NodeContext(
         run_id=run_id,
         node_id=spec.id,
@@ -114,7 +170,8 @@ def _execute_claimed(
         trace_id=plan.trace_id,
         attempt=claim.attempt,
         logger=logging.getLogger(f"orchestrator.nodes.{spec.type}"),
-        cancel_check=_cancel_check(run_id, time.monotonic() + timeout),
+        cancel_check=check,
+        failure=failure_of(run_id) if spec.on_failure_path else None,
     )
     started = time.monotonic()
     try:
@@ -122,7 +179,7 @@ def _execute_claimed(
             output = handler_cls().execute(ctx)
             json.dumps(output)  # an output the database cannot store fails the node, not the run
     except NodeCancelled:
-        return _finish_cancelled(run_id, spec, claim, started), ""
+        return _finish_cancelled(run_id, claim, started, check.why), ""
     except NodeTimeout:
         error = f"Node '{spec.id}' timed out after {timeout:g} s"
         return _finish_failed(run_id, spec, claim, error, started), error
@@ -137,7 +194,7 @@ def _execute_claimed(
         )
         error = str(exc) or type(exc).__name__
         return _finish_failed(run_id, spec, claim, error, started), error
-    return _finish_completed(run_id, spec, claim, output, started), ""
+    return _finish(run_id, spec, claim, NodeStatus.COMPLETED, output=output, started=started), ""
 
 
 def _node_row(claim: Claim) -> Any:
@@ -150,61 +207,60 @@ def _elapsed_ms(started: float | None) -> float | None:
     return None if started is None else round((time.monotonic() - started) * 1000, 2)
 
 
-def _finish_completed(
-    run_id: int, spec: definitions.NodeSpec, claim: Claim, output: Any, started: float
+def _finish(
+    run_id: int,
+    spec: definitions.NodeSpec,
+    claim: Claim,
+    status: NodeStatus,
+    *,
+    output: Any = None,
+    error: str = "",
+    reason: str = "",
+    started: float | None = None,
 ) -> NodeStatus | None:
-    # On PostgreSQL recording and advancing is one statement, atomic by itself.
-    alone = spec.next is not None and statements.one_statement_completion()
+    """Record the node as ended (completed, skipped, or failed but optional) together with its
+    successors' arrivals, then move the run on. On PostgreSQL the recording is one statement."""
+    alone = statements.one_statement_end()
     with contextlib.nullcontext() if alone else transaction.atomic():
-        if spec.next is not None:
-            # The common case, in as few round trips as the database allows.
-            recorded, advanced = statements.complete_and_advance(
-                claim.node_run_id,
-                claim.attempt,
-                output,
-                _elapsed_ms(started),
-                run_id,
-                spec.next,
-                timezone.now(),
-            )
-        else:
-            recorded = _node_row(claim).update(
-                status=NodeStatus.COMPLETED,
-                output=output,
-                finished_at=timezone.now(),
-                duration_ms=_elapsed_ms(started),
-            )
-            advanced = False
-        if not recorded:  # another worker reclaimed this node meanwhile; its result stands
+        ended = statements.end_node(
+            claim.node_run_id,
+            claim.attempt,
+            status,
+            run_id=run_id,
+            start=start_action(spec),
+            successors=successors_of(run_id, spec),
+            now=timezone.now(),
+            output=output,
+            error=error,
+            reason=reason,
+            duration_ms=_elapsed_ms(started),
+        )
+        if not ended.recorded:  # another worker reclaimed this node meanwhile; its result stands
             return None
-        if advanced:
-            enqueue_after_commit(run_id, spec.next)
-        else:
-            advance(run_id, spec)
-    return NodeStatus.COMPLETED
+        advance(run_id, ended)
+    return status
 
 
 def _finish_failed(
     run_id: int, spec: definitions.NodeSpec, claim: Claim, error: str, started: float | None = None
 ) -> NodeStatus | None:
-    with transaction.atomic():
-        if claim.attempt <= spec.retries:
-            countdown = spec.retry_backoff_seconds * (2 ** (claim.attempt - 1))
-            if not _node_row(claim).update(status=NodeStatus.RETRYING, error=error):
-                return None
-            PipelineRun.objects.filter(pk=run_id).update(
-                dispatched_at=timezone.now() + timedelta(seconds=countdown)
-            )
+    if claim.attempt <= spec.retries:
+        return _retry(run_id, spec, claim, error)
+    if not spec.required:
+        status = _finish(run_id, spec, claim, NodeStatus.FAILED, error=error, started=started)
+        if status is not None:
             events.record(
                 run_id,
-                RunEvent.NODE_RETRY,
+                RunEvent.NODE_FAILED,
                 spec.id,
                 attempt=claim.attempt,
                 error=error,
-                countdown=countdown,
+                required=False,
             )
-            transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec, countdown))
-            return NodeStatus.RETRYING
+        return status
+    with transaction.atomic():
+        # The run row first, as every multi-statement step takes it, then the node's.
+        PipelineRun.objects.select_for_update().filter(pk=run_id).exists()
         if not _node_row(claim).update(
             status=NodeStatus.FAILED,
             error=error,
@@ -213,29 +269,42 @@ def _finish_failed(
         ):
             return None
         events.record(
-            run_id,
-            RunEvent.NODE_FAILED,
-            spec.id,
-            attempt=claim.attempt,
-            error=error,
-            required=spec.required,
+            run_id, RunEvent.NODE_FAILED, spec.id, attempt=claim.attempt, error=error, required=True
         )
-        if spec.required:
-            move_run(run_id, Action.FAIL, error=f"Node '{spec.id}' failed: {error}")
-        else:
-            advance(run_id, spec)
+        fail(run_id, f"Node '{spec.id}' failed: {error}")
     return NodeStatus.FAILED
 
 
-def _finish_cancelled(
-    run_id: int, spec: definitions.NodeSpec, claim: Claim, started: float
-) -> NodeStatus | None:
+def _retry(run_id: int, spec: definitions.NodeSpec, claim: Claim, error: str) -> NodeStatus | None:
+    countdown = spec.retry_backoff_seconds * (2 ** (claim.attempt - 1))
+    now = timezone.now()
+    with transaction.atomic():
+        if not _node_row(claim).update(
+            status=NodeStatus.RETRYING,
+            error=error,
+            dispatched_at=now + timedelta(seconds=countdown),
+        ):
+            return None
+        events.record(
+            run_id,
+            RunEvent.NODE_RETRY,
+            spec.id,
+            attempt=claim.attempt,
+            error=error,
+            countdown=countdown,
+        )
+        transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec, countdown))
+        settle(run_id)  # a pause waits for running nodes only, not for this one's backoff
+    return NodeStatus.RETRYING
+
+
+def _finish_cancelled(run_id: int, claim: Claim, started: float, why: str) -> NodeStatus | None:
     with transaction.atomic():
         if not _node_row(claim).update(
             status=NodeStatus.CANCELLED,
             finished_at=timezone.now(),
             duration_ms=_elapsed_ms(started),
-            error="Cancelled while running",
+            error=why,
         ):
             return None
         settle(run_id)

@@ -117,22 +117,22 @@ def test_next_to_a_missing_node() -> None:
 
 
 def test_next_that_is_not_a_string() -> None:
-    assert problems_of(wait("a", 5)) == ["Node 'a' next must be a node id or null"]  # type: ignore[arg-type]
+    assert problems_of(wait("a", 5)) == ["Node 'a' next must be a node id, a list of node ids, or null"]  # type: ignore[arg-type]
 
 
 def test_node_pointing_at_itself_is_a_cycle() -> None:
-    assert problems_of(wait("a", "a")) == ["Cycle detected: a → a"]
+    assert problems_of(wait("a", "a")) == ["Cycle: a -> a"]
 
 
 def test_cycle_back_to_the_entry() -> None:
     assert problems_of(wait("a", "b"), wait("b", "c"), wait("c", "a")) == [
-        "Cycle detected: a → b → c → a"
+        "Cycle: a -> b -> c -> a"
     ]
 
 
 def test_cycle_after_the_entry_is_reported_once() -> None:
     assert problems_of(wait("a", "b"), wait("b", "c"), wait("c", "b")) == [
-        "Cycle detected: b → c → b"
+        "Cycle: b -> c -> b"
     ]
 
 
@@ -152,7 +152,7 @@ def test_every_node_after_an_unreachable_one_is_unreachable_too() -> None:
 
 def test_unreachable_cycle_reports_the_cycle_and_its_nodes() -> None:
     assert problems_of(wait("a"), wait("b", "c"), wait("c", "b")) == [
-        "Cycle detected: b → c → b",
+        "Cycle: b -> c -> b",
         "Node 'b' is unreachable from the entry node 'a'",
         "Node 'c' is unreachable from the entry node 'a'",
     ]
@@ -264,7 +264,7 @@ def test_every_problem_is_reported_together() -> None:
         "Node 'late': retries must be a non-negative integer",
         "Node 'loop' has no type",
         "Node 'notify' references non-existent next: 'missing'",
-        "Cycle detected: loop → loop",
+        "Cycle: loop -> loop",
         "Node 'late' is unreachable from the entry node 'analyze'",
         "Node 'loop' is unreachable from the entry node 'analyze'",
     ]
@@ -329,10 +329,10 @@ def test_parse_keeps_order_links_and_config() -> None:
     assert definition.name == "health-check"
     assert definition.description == "Check the host and tell the on-call channel"
     assert definition.entry.id == "metrics"
-    assert [(n.id, n.type, n.next, n.position) for n in definition.nodes] == [
-        ("metrics", "context", "analyze", 0),
-        ("analyze", "intelligence", "notify", 1),
-        ("notify", "notify", None, 2),
+    assert [(n.id, n.type, n.successors, n.position) for n in definition.nodes] == [
+        ("metrics", "context", ("analyze",), 0),
+        ("analyze", "intelligence", ("notify",), 1),
+        ("notify", "notify", (), 2),
     ]
     assert definition.node("metrics").config == {"include": ["cpu", "memory", "disk"]}
     assert all(n.timeout_seconds == 300 for n in definition.nodes)

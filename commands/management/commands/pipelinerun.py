@@ -23,7 +23,7 @@ CLARIFAI_IDS = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
 CONTROL_HELP = {
     Action.PAUSE: (
         "Pause a pipeline run.",
-        "The node in flight finishes and its result is kept; the next node does not start.\n"
+        "The nodes in flight finish and their results are kept; no further node starts.\n"
         "A queued run is paused before any node starts.\n" + ALLOWED_WHEN[Action.PAUSE],
     ),
     Action.CANCEL: (
@@ -33,9 +33,9 @@ CONTROL_HELP = {
     ),
     Action.RESUME: (
         "Resume a paused pipeline run.",
-        "Nodes completed before the pause never run again; the run goes on from the node it\n"
-        "paused before. A pause that has not taken effect yet (Pausing) is withdrawn.\n"
-        + ALLOWED_WHEN[Action.RESUME],
+        "Nodes completed before the pause never run again; the run goes on from the nodes it\n"
+        "paused before (every branch that had not started). A pause that has not taken effect\n"
+        "yet (Pausing) is withdrawn.\n" + ALLOWED_WHEN[Action.RESUME],
     ),
 }
 
@@ -253,7 +253,6 @@ class Command(OrchestratorCommand):
             "id",
             "pipeline_name",
             "status",
-            "current_node",
             "source",
             "environment",
             "created_at",
@@ -262,6 +261,14 @@ class Command(OrchestratorCommand):
         page = list(runs.order_by("-id").values(*fields)[start : start + opts["limit"] + 1])
         more = len(page) > opts["limit"]
         page = page[: opts["limit"]]
+        running = NodeRun.objects.filter(
+            run_id__in=[row["id"] for row in page], status=NodeStatus.RUNNING
+        ).order_by("position", "id")
+        by_run: dict[int, list[str]] = {}
+        for run_id, node_id in running.values_list("run_id", "node_id"):
+            by_run.setdefault(run_id, []).append(node_id)
+        for row in page:
+            row["running_nodes"] = by_run.get(row["id"], [])
         if opts["json"]:
             self.line(
                 display.dumps(
@@ -281,7 +288,7 @@ class Command(OrchestratorCommand):
             )
             self.line(
                 f"{row['id']:>6}  {row['status']:<10}  {row['pipeline_name'][:24]:<24}  "
-                f"{(row['current_node'] or '-')[:14]:<14}  "
+                f"{(', '.join(row['running_nodes']) or '-')[:14]:<14}  "
                 f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}"
             )
         if more:

@@ -12,9 +12,10 @@ from orchestrator import recovery
 
 class Command(OrchestratorCommand):
     help = (
-        "Re-dispatch nodes whose worker went silent (stale heartbeat) and runs with nothing\n"
-        "running or queued (e.g. after the broker lost its data). Safe to run at any time, on\n"
-        "any number of hosts at once: nothing starts twice. Celery beat runs it periodically.\n"
+        "Re-dispatch nodes whose worker went silent (stale heartbeat) and ready nodes that\n"
+        "nothing is running (e.g. after the broker lost its data), branch by branch, and settle\n"
+        "runs left pausing, cancelling or failing with no node running. Safe to run at any time,\n"
+        "on any number of hosts at once: nothing starts twice. Celery beat runs it periodically.\n"
         "example:\n  orchestrator recover --json"
     )
 
@@ -35,3 +36,5 @@ class Command(OrchestratorCommand):
             self.line(f"Run {run_id}: node '{node_id}' lost its worker; re-dispatched.")
         for run_id, node_id in report.stalled_runs:
             self.line(f"Run {run_id}: nothing was running or queued; re-dispatched '{node_id}'.")
+        for run_id, status in report.settled_runs:
+            self.line(f"Run {run_id}: no node was left running; it is now {status}.")
