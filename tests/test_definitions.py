@@ -117,7 +117,9 @@ def test_next_to_a_missing_node() -> None:
 
 
 def test_next_that_is_not_a_string() -> None:
-    assert problems_of(wait("a", 5)) == ["Node 'a' next must be a node id, a list of node ids, or null"]  # type: ignore[arg-type]
+    assert problems_of(wait("a", 5)) == [  # type: ignore[arg-type]
+        "Node 'a' next must be a node id, a list of node ids, or null"
+    ]
 
 
 def test_node_pointing_at_itself_is_a_cycle() -> None:
@@ -131,9 +133,7 @@ def test_cycle_back_to_the_entry() -> None:
 
 
 def test_cycle_after_the_entry_is_reported_once() -> None:
-    assert problems_of(wait("a", "b"), wait("b", "c"), wait("c", "b")) == [
-        "Cycle: b -> c -> b"
-    ]
+    assert problems_of(wait("a", "b"), wait("b", "c"), wait("c", "b")) == ["Cycle: b -> c -> b"]
 
 
 def test_unreachable_node() -> None:
