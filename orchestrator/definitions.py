@@ -176,6 +176,7 @@ def validate(data: Any) -> list[str]:
         {node_id: _next_ids(nxt) for node_id, nxt in links.items()},
         on_failure=on_failure,
         max_fanout=conf.get("ORCHESTRATOR_MAX_FANOUT"),
+        named=_named_roots(raw_nodes, seen),
     )
     problems.extend(report.problems)
     problems.extend(_when_problems(raw_nodes, seen, report))
@@ -186,9 +187,21 @@ def _next_ids(nxt: Any) -> list[str]:
     """A node's ``next`` as written, as a list of the ids it names (a bad ``next`` names none)."""
     if isinstance(nxt, str):
         return [nxt]
-    if isinstance(nxt, list) and all(isinstance(n, str) for n in nxt):
-        return list(nxt)
+    if isinstance(nxt, list):
+        return [n for n in nxt if isinstance(n, str)]
     return []
+
+
+def _named_roots(raw_nodes: list[Any], ids: set[str]) -> set[str]:
+    """The node ids that conditions' paths start with."""
+    named = set()
+    for node in raw_nodes:
+        when = node.get("when") if isinstance(node, dict) else None
+        for item in conditions.as_list(when) if isinstance(when, dict | list) else []:
+            path = item.get("path") if isinstance(item, dict) else None
+            if isinstance(path, str) and (root := conditions.root_of(path, ids)) in ids:
+                named.add(root)
+    return named
 
 
 def _when_problems(raw_nodes: list[Any], ids: set[str], report: graph.Report) -> list[str]:

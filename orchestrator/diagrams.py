@@ -26,7 +26,8 @@ def flow_lines(definition: Definition) -> list[str]:
             lines.append(f"{spec.id} → {', '.join(spec.successors)}{parallel}")
     for spec in definition.nodes:
         if len(spec.predecessors) > 1:
-            lines.append(f"{spec.id} is a join: it runs once {', '.join(spec.predecessors)} ended")
+            ends = ", ".join(spec.predecessors)
+            lines.append(f"{spec.id} is a join: it runs once {ends} have ended")
         if spec.when:
             lines.append(f"{spec.id} runs only when {conditions.describe(spec.when)}")
     return lines
@@ -58,7 +59,7 @@ def mermaid(definition: Definition) -> str:
     lines = ["flowchart TD"]
     for spec in definition.nodes:
         when = f"when {conditions.describe(spec.when)}" if spec.when else ""
-        lines.append(f"    {key[spec.id]}[{_label(spec.id, spec.type, when)}]")
+        lines.append(f"    {key[spec.id]}[{_label(f'{spec.id} ({spec.type})', when)}]")
     for spec in definition.nodes:
         lines.extend(f"    {key[spec.id]} --> {key[nxt]}" for nxt in spec.successors)
     if definition.graph.on_failure:

@@ -83,8 +83,9 @@ class Report:
 
     problems: list[str] = field(default_factory=list)
     visits: int = 0
-    #: For each node, a bit per ancestor (bit ``index[a]`` stands for node ``a``); only for nodes
-    #: outside cycles, so that conditions can be checked against the nodes that surely ran before.
+    #: For each node outside a cycle, a bit per ancestor among the nodes conditions name (bit
+    #: ``index[a]`` stands for node ``a``), so that a condition can be checked against the nodes
+    #: that surely ran before; only those nodes get a bit, which keeps the sets small.
     ancestors: dict[str, int] = field(default_factory=dict)
     index: dict[str, int] = field(default_factory=dict)
     #: The on_failure node and every node reachable from it.
@@ -105,9 +106,12 @@ def check(
     *,
     on_failure: str | None = None,
     max_fanout: int = 256,
+    named: Iterable[str] = (),
 ) -> Report:
     """Every problem with the shape of a definition: ``order`` holds the node ids (first is the
-    entry), ``links`` each node's ``next`` list as written (unknown and repeated ids included)."""
+    entry), ``links`` each node's ``next`` list as written (unknown and repeated ids included),
+    ``named`` the node ids that conditions name (whose descendants :meth:`Report.is_ancestor`
+    can then tell)."""
     report = Report()
     known = set(order)
     edges: dict[str, list[str]] = {}
@@ -137,7 +141,7 @@ def check(
         return report
     report.problems.extend(_cycles(order, edges, report))
     report.problems.extend(_reach_problems(order, edges, on_failure, report))
-    report.index = {node: i for i, node in enumerate(order)}
+    report.index = {node: i for i, node in enumerate(n for n in dict.fromkeys(named) if n in known)}
     report.ancestors = _ancestors(order, edges, report)
     return report
 
@@ -201,9 +205,9 @@ def _reach_problems(
 
 
 def _ancestors(order: list[str], edges: Mapping[str, list[str]], report: Report) -> dict[str, int]:
-    """Each node's ancestors as a bit set, in topological order (Kahn); nodes on or after a
-    cycle get none, since the cycle is reported already."""
-    bit = {node: 1 << i for node, i in report.index.items()}
+    """Each node's named ancestors as a bit set, in topological order (Kahn); nodes on or after
+    a cycle get none, since the cycle is reported already."""
+    bit = {node: 1 << report.index[node] if node in report.index else 0 for node in order}
     waiting = {node: 0 for node in order}
     for node in order:
         for nxt in edges[node]:
