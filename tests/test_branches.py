@@ -261,3 +261,42 @@ def test_the_admin_shows_open_nodes_and_branches(client, django_user_model, tmp_
     text = page.content.decode()
     assert "a → boom, c (in parallel)" in text and "on failure → alert" in text
     assert "Stopped" not in text  # nothing was running when boom failed
+
+
+# --- the commands --------------------------------------------------------------------------------
+
+
+def test_dry_run_run_and_status_of_a_branched_pipeline_from_the_command_line(cli, tmp_path: Path):
+    config = tmp_path / "triage.json"
+    config.write_text(json.dumps(TRIAGE.raw))
+    dry = cli("run_pipeline", "--config", str(config), "--dry-run", check=True).stdout.splitlines()
+    classify = dry.index("  1. [wait] classify")
+    assert dry[classify + 2] == "     → next: urgent, routine (in parallel)"
+    done = dry.index("  6. [wait] done")
+    assert dry[done + 2 : done + 4] == [
+        "     Join: runs once page, log have ended",
+        "     → end",
+    ]
+    urgent = dry.index("  2. [wait] urgent")
+    assert dry[urgent + 2] == (
+        '     When: payload.severity in ["critical", "warning"] (else skipped)'
+    )
+    assert "  done is a join: it runs once page, log have ended" in dry
+
+    ran = cli(
+        "run_pipeline", "--config", str(config), "--payload", '{"severity": "info"}', "--json"
+    )
+    assert ran.returncode == 0, ran.stderr
+    data = json.loads(ran.stdout)
+    statuses = {n["id"]: (n["status"], n["reason"]) for n in data["nodes"]}
+    assert statuses["urgent"] == (
+        "SKIPPED",
+        'condition not met: payload.severity in ["critical", "warning"] (it is "info")',
+    )
+    assert statuses["page"] == ("SKIPPED", "every node before it was skipped")
+    assert statuses["done"] == ("COMPLETED", None)
+    assert "↷ urgent skipped: condition not met" in ran.stderr  # the progress line
+
+    status = cli("pr", "status", str(data["run_id"]), check=True).stdout.splitlines()
+    assert f"  {'':<16} skipped: every node before it was skipped" in status
+    assert "  classify → urgent, routine (in parallel)" in status
