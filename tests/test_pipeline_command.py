@@ -310,3 +310,18 @@ def test_errors_exit_non_zero_with_one_line_and_no_traceback(cli: CLI) -> None:
     saved = cli("pipeline", "save", "broken.json")
     assert (saved.returncode, saved.stderr) == (1, f"CommandError: {INVALID_MESSAGE}\n")
     assert not PipelineDefinition.objects.exists()
+
+
+def test_the_readme_diamond_is_valid_and_its_picture_is_what_show_graph_prints(
+    tmp_path: Path,
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Branches") :]
+    example = section[
+        section.index("```json\n") + 8 : section.index("```\n", section.index("```json"))
+    ]
+    picture = section[section.index("```mermaid\n") + 11 :]
+    picture = picture[: picture.index("```\n")]
+    path = tmp_path / "diamond.json"
+    path.write_text(example)
+    assert pipeline("show", "--config", str(path), "--graph") == picture
