@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from bench import chord
-from bench.measure import Context, _ours_once, summary, wait_until
+from bench.measure import Context, _ours_once, alternating, summary, wait_until
 from bench.services import running
 from orchestrator import definitions
 
@@ -60,19 +60,10 @@ def fanout(ctx: Context) -> dict[str, Any]:
     definition = fan_out(width)
     ours_worker = ctx.ours_worker("ours-fanout", processes)
     raw_worker = ctx.worker("raw-chord", "bench.chord", chord.QUEUE, processes)
-    ours: list[float] = []
-    raw: list[float] = []
     with running(ours_worker, raw_worker):
-        for i in range(warmup + runs):
-            if i % 2 == 0:
-                ours_s = _ours_once(definition)
-                raw_s = _chord_once(width)
-            else:
-                raw_s = _chord_once(width)
-                ours_s = _ours_once(definition)
-            if i >= warmup:
-                ours.append(ours_s)
-                raw.append(raw_s)
+        ours, raw = alternating(
+            lambda: _ours_once(definition), lambda: _chord_once(width), runs, warmup
+        )
     _close_results()
     result: dict[str, Any] = {
         "width": width,

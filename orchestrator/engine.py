@@ -20,15 +20,16 @@ from django.utils import timezone
 from orchestrator import definitions, dispatch, events
 from orchestrator.claims import Claim, claim_node
 from orchestrator.execution import execute_node
-from orchestrator.models import NodeRun, PipelineDefinition, PipelineRun, RunEvent
+from orchestrator.models import PipelineDefinition, PipelineRun, RunEvent
 from orchestrator.plans import RunPlan, node_timeout, plans
-from orchestrator.state import NodeStatus, RunStatus
+from orchestrator.state import RunStatus
 from orchestrator.transitions import (
     abandon,
     cancel_pending_nodes,
     ended_fields,
     enqueue_after_commit,
     ready_nodes,
+    record_ready,
     settle,
 )
 
@@ -94,15 +95,7 @@ def create_run(
             queued_by=events.hostname(),
             **(link.as_fields() if link else {}),
         )
-        entry = definition.entry
-        NodeRun.objects.create(
-            run=run,
-            node_id=entry.id,
-            node_type=entry.type,
-            position=entry.position,
-            status=NodeStatus.QUEUED,
-            dispatched_at=now,
-        )
+        record_ready(run.pk, definition.entry, now)
         events.record(run.pk, RunEvent.QUEUED, pipeline=definition.name, source=source)
     plans.put(
         run.pk,

@@ -37,7 +37,7 @@ from orchestrator.heartbeat import Heartbeat, deadline
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.plans import RunPlan, node_timeout, plans
 from orchestrator.state import NodeStatus, RunStatus
-from orchestrator.transitions import fail, settle
+from orchestrator.transitions import fail, lock_run, settle
 
 logger = logging.getLogger(__name__)
 
@@ -259,8 +259,7 @@ def _finish_failed(
             )
         return status
     with transaction.atomic():
-        # The run row first, as every multi-statement step takes it, then the node's.
-        PipelineRun.objects.select_for_update().filter(pk=run_id).exists()
+        lock_run(run_id)
         if not _node_row(claim).update(
             status=NodeStatus.FAILED,
             error=error,
@@ -279,6 +278,7 @@ def _retry(run_id: int, spec: definitions.NodeSpec, claim: Claim, error: str) ->
     countdown = spec.retry_backoff_seconds * (2 ** (claim.attempt - 1))
     now = timezone.now()
     with transaction.atomic():
+        lock_run(run_id)
         if not _node_row(claim).update(
             status=NodeStatus.RETRYING,
             error=error,
@@ -300,6 +300,7 @@ def _retry(run_id: int, spec: definitions.NodeSpec, claim: Claim, error: str) ->
 
 def _finish_cancelled(run_id: int, claim: Claim, started: float, why: str) -> NodeStatus | None:
     with transaction.atomic():
+        lock_run(run_id)
         if not _node_row(claim).update(
             status=NodeStatus.CANCELLED,
             finished_at=timezone.now(),

@@ -59,6 +59,19 @@ def cancel_pending_nodes(run_id: int, now: Any) -> None:
     )
 
 
+def record_ready(run_id: int, spec: Any, now: Any) -> NodeRun:
+    """Record a node with no predecessor to wait for (the entry, the on_failure node) as ready
+    and handed out now."""
+    return NodeRun.objects.create(
+        run_id=run_id,
+        node_id=spec.id,
+        node_type=spec.type,
+        position=spec.position,
+        status=NodeStatus.QUEUED,
+        dispatched_at=now,
+    )
+
+
 def ready_nodes(run_id: int) -> list[str]:
     """The run's nodes that are ready to start (queued, or waiting for a retry)."""
     rows = NodeRun.objects.filter(
@@ -73,6 +86,12 @@ EFFECT_EVENTS = {
     RunStatus.FAILED: RunEvent.FAILED,
     RunStatus.CANCELLED: RunEvent.CANCELLED,
 }
+
+
+def lock_run(run_id: int) -> None:
+    """Inside a transaction: take the run row's lock before any node row's, as every step that
+    writes both does, so that two of them never wait on each other."""
+    PipelineRun.objects.select_for_update().filter(pk=run_id).exists()
 
 
 def _locked(run_id: int) -> dict[str, Any] | None:
@@ -179,14 +198,7 @@ def _start_on_failure(run_id: int, definition: Any) -> bool:
         return False
     now = timezone.now()
     cancel_pending_nodes(run_id, now)  # nodes of the run proper that will never start now
-    NodeRun.objects.create(
-        run_id=run_id,
-        node_id=spec.id,
-        node_type=spec.type,
-        position=spec.position,
-        status=NodeStatus.QUEUED,
-        dispatched_at=now,
-    )
+    record_ready(run_id, spec, now)
     events.record(run_id, RunEvent.ON_FAILURE, spec.id)
     enqueue_after_commit(run_id, spec.id)
     return True
