@@ -44,9 +44,17 @@ WHERE run_id = %(run)s AND node_id = %(node)s
   {{also}}
 RETURNING id, attempt, reached
 """
-_CLAIM_PG = """
-WITH claimed_run AS ({run} RETURNING id),
-claimed_node AS ({node})
+#: On PostgreSQL a queued run is started with an UPDATE, and a running one is only share-locked:
+#: claims of parallel branches do not wait on each other, while a pause or cancel (an UPDATE)
+#: still waits for a claim in flight, or is seen by it.
+_CLAIM_PG = f"""
+WITH started AS (
+    UPDATE {RUN} SET status = '{{target}}', started_at = COALESCE(started_at, %(now)s)
+    WHERE id = %(run)s AND status IN ({{starting}}) RETURNING id
+),
+held AS (SELECT id FROM {RUN} WHERE id = %(run)s AND status IN ({{holding}}) FOR SHARE),
+claimed_run AS (SELECT id FROM started UNION ALL SELECT id FROM held),
+claimed_node AS ({{node}})
 SELECT (SELECT count(*) FROM claimed_run), claimed_node.id, claimed_node.attempt,
        claimed_node.reached
 FROM (SELECT 1) AS one LEFT JOIN claimed_node ON true
@@ -109,12 +117,19 @@ def _rowcount(sql: str, params: dict[str, Any]) -> int:
 
 @cache
 def _claim_sql(start: Action, postgres: bool) -> tuple[str, str]:
-    target = transition(RunStatus.RUNNING if start == Action.START else RunStatus.FAILING, start)
-    run = _CLAIM_RUN.format(target=target, sources=_statuses(sources_for(start)))
+    sources = sources_for(start)
+    target = transition(sources[-1], start)
     if postgres:
+        # Statuses the claim changes (a queued run starts), and those it keeps (share-locked).
+        starting = [s for s in sources if s != target]
         node = _CLAIM_NODE.format(also="AND EXISTS (SELECT 1 FROM claimed_run)")
-        return _CLAIM_PG.format(run=run, node=node), ""
-    return run, _CLAIM_NODE.format(also="")
+        return _CLAIM_PG.format(
+            target=target,
+            starting=_statuses(starting),
+            holding=_statuses([s for s in sources if s not in starting]),
+            node=node,
+        ), ""
+    return _CLAIM_RUN.format(target=target, sources=_statuses(sources)), _CLAIM_NODE.format(also="")
 
 
 @dataclass(frozen=True)
