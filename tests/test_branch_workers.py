@@ -207,7 +207,7 @@ def test_conditions_skip_branches_and_a_join_after_a_skipped_and_a_completed_bra
         first = next(n for n in skipped if n in ("urgent", "routine"))
         assert nodes[first].reason.startswith("condition not met: payload.severity")
         assert nodes[next(iter(skipped - {first}))].reason == "every node before it was skipped"
-        assert (nodes["done"].reached, nodes["done"].output["waited_seconds"]) == (1, 0.0)
+        assert nodes["done"].reached == 1  # the join ran after one skipped, one completed branch
 
 
 def on_failure_pipeline(notes: Path, *, boom: bool) -> definitions.Definition:
