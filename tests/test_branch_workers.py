@@ -136,7 +136,7 @@ def test_thirty_diamonds_survive_pool_processes_killed_at_random(workers: Worker
     ids = [run.pk for run in runs]
     rng = random.Random(11)
     killed = 0
-    while killed < 6 and PipelineRun.objects.filter(pk__in=ids, status=RunStatus.RUNNING).count():
+    while killed < 6 and PipelineRun.objects.filter(pk__in=ids).exclude(status__in=TERMINAL):
         time.sleep(rng.uniform(0.3, 0.8))
         busy = NodeRun.objects.filter(run_id__in=ids, status=NodeStatus.RUNNING)
         pids = {int(w.rsplit(":", 1)[1]) for w in busy.values_list("worker", flat=True)}
