@@ -111,6 +111,24 @@ def wait_until(
         time.sleep(interval)
 
 
+def alternating(
+    ours: Callable[[], float], raw: Callable[[], float], runs: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """``runs`` samples of each after ``warmup`` pairs, the two taking turns to go first so that
+    both see the same load."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for i in range(warmup + runs):
+        if i % 2 == 0:
+            pair = (ours(), raw())
+        else:
+            second = raw()
+            pair = (ours(), second)
+        if i >= warmup:
+            samples[0].append(pair[0])
+            samples[1].append(pair[1])
+    return samples
+
+
 def run_status(run_id: int) -> str | None:
     return PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
 
@@ -190,18 +208,9 @@ def overhead(ctx: Context) -> dict[str, Any]:
     as many no-op tasks; the two alternate so that both see the same load."""
     nodes, runs, warmup = ctx.counts["nodes"], ctx.counts["overhead_runs"], ctx.counts["warmup"]
     definition = line(nodes)
-    ours: list[float] = []
-    raw: list[float] = []
-    for i in range(warmup + runs):
-        if i % 2 == 0:
-            ours_s = _ours_once(definition)
-            raw_s = _raw_chain_once(nodes)
-        else:
-            raw_s = _raw_chain_once(nodes)
-            ours_s = _ours_once(definition)
-        if i >= warmup:
-            ours.append(ours_s)
-            raw.append(raw_s)
+    ours, raw = alternating(
+        lambda: _ours_once(definition), lambda: _raw_chain_once(nodes), runs, warmup
+    )
     result = {"nodes": nodes, "ours": summary(ours), "raw": summary(raw)}
     result["ratio"] = round(result["ours"]["median"] / result["raw"]["median"], 3)
     result["per_node_ms"] = {

@@ -38,7 +38,7 @@ def main(config_path: str) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from bench import hotpath, measure, scale
+    from bench import fanout, hotpath, measure, scale
     from bench.services import BenchError, running
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -70,6 +70,8 @@ def main(config_path: str) -> int:
                     results.setdefault(name, {"error": str(exc)})
     if "throughput" in wanted:
         _run(results, "throughput", lambda: measure.throughput(ctx))
+    if "fanout" in wanted:
+        _run(results, "fanout", lambda: fanout.fanout(ctx))
     if "cli" in wanted:
         _run(results, "cli", lambda: measure.cli(ctx))
     if "scale" in wanted:

@@ -62,12 +62,10 @@ def seed(runs: int, node_runs: int, batch: int = 1000, rng_seed: int = 6) -> dic
                     payload={"server": f"web-{rng.randint(1, 40):02d}", "seq": created_runs + i},
                     source="bench",
                     status=status,
-                    resume_from="step-05" if status == RunStatus.PAUSED else "",
                     error="Node 'step-07' failed: seeded" if status == RunStatus.FAILED else "",
                     started_at=begun,
                     finished_at=None if took is None else begun + timedelta(milliseconds=took),
                     duration_ms=took,
-                    dispatched_at=begun,
                     queued_by="bench-seed",
                 )
             )

@@ -33,9 +33,9 @@ from bench.services import (
 )
 from bench.services import stop_leftovers as stop_leftover_processes
 
-PHASES = ("overhead", "throughput", "signals", "cli", "scale")
+PHASES = ("overhead", "throughput", "fanout", "signals", "cli", "scale")
 #: Phases also run on SQLite (the CLI's default database); the others need PostgreSQL only.
-SQLITE_PHASES = ("overhead", "cli", "scale")
+SQLITE_PHASES = ("overhead", "fanout", "cli", "scale")
 FULL = {
     "nodes": 20,
     "overhead_runs": 15,
@@ -48,6 +48,8 @@ FULL = {
     "scale_runs": 10_000,
     "scale_node_runs": 100_000,
     "scale_repeats": 5,
+    "fanout_width": 20,
+    "fanout_processes": 2,
 }
 QUICK = {
     **FULL,
@@ -81,7 +83,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
         help="PostgreSQL server URL, without a database (default: $BENCH_POSTGRES_URL or "
-        "postgres://postgres@127.0.0.1:5432); the database orchestrator_bench is created there.",
+        "postgres://postgres@127.0.0.1:5432); the database --postgres-db is created there.",
+    )
+    parser.add_argument(
+        "--postgres-db",
+        default="orchestrator_bench",
+        metavar="NAME",
+        help="Name of the scratch database, dropped, created and dropped again "
+        "(default: orchestrator_bench); give each concurrent bench its own.",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="Skip the SQLite figures.")
     parser.add_argument(
@@ -222,6 +231,25 @@ def rows(results: dict[str, dict[str, Any]], counts: dict[str, int]) -> list[dic
                 f"{result['ratio']:.2f}x",
                 "≤ 1.5x" if primary else "reported",
                 result["ratio"] <= 1.5 if primary else None,
+            )
+        )
+    for db, name in names.items():
+        result = results.get(db, {}).get("fanout")
+        if result is None:
+            continue
+        title = f"6. Fan-out of 20 no-op branches and a join, {name}"
+        if (bad := _failed(title, result)) is not None:
+            table.append(bad)
+            continue
+        title = f"6. Fan-out of {result['width']} no-op branches and a join, {name}"
+        table.append(
+            _row(
+                f"{title}, {result['processes']} processes (median of {result['ours']['n']})",
+                seconds(result["ours"]["median"]),
+                f"chord {seconds(result['raw']['median'])}",
+                f"{result['ratio']:.2f}x",
+                "≤ 2x",
+                result["ratio"] <= 2,
             )
         )
     pg = results.get("postgresql", {})
@@ -389,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="orchestrator-bench-"))
     redis = RedisServer(workdir)
-    postgres = PostgresDatabase(args.postgres)
+    postgres = PostgresDatabase(args.postgres, args.postgres_db)
     info = machine()
     results: dict[str, Any] = {}
     created = False

@@ -6,14 +6,16 @@ import json
 import shlex
 from typing import Any
 
-from orchestrator import nodes
-from orchestrator.definitions import Definition
+from orchestrator import conditions, diagrams, nodes
+from orchestrator.definitions import Definition, NodeSpec
 from orchestrator.documents import (  # noqa: F401 (re-exported for the commands)
     event_as_dict,
     node_runs,
     redacted_definition,
     run_as_dict,
+    run_definition,
     secret_keys,
+    spec_of,
     timeline,
 )
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
@@ -40,9 +42,11 @@ def dry_run_lines(
         lines += [
             f"  {number}. [{spec.type}] {spec.id}",
             f"     Config: {json.dumps(config, ensure_ascii=False)}",
-            f"     → next: {spec.next}" if spec.next else "     → end",
+            *_shape_lines(spec),
             "",
         ]
+    if diagrams.is_branched(definition):
+        lines += ["Branches:", *(f"  {line}" for line in diagrams.flow_lines(definition)), ""]
     lines += [
         "Payload:",
         json.dumps(redact(payload), indent=2, ensure_ascii=False),
@@ -67,16 +71,36 @@ def dry_run_as_dict(
                 "id": spec.id,
                 "type": spec.type,
                 "config": redact(spec.config, secret_keys(spec.type)),
-                "next": spec.next,
+                "next": list(spec.successors),
+                "after": list(spec.predecessors),
+                "on_failure_path": spec.on_failure_path,
             }
             for spec in definition.nodes
         ],
+        "on_failure": definition.graph.on_failure,
         "payload": redact(payload),
     }
 
 
-def node_lines(node: NodeRun) -> list[str]:
-    lines = [f"--- {node.node_type} ({node.node_id}) ---"]
+def _shape_lines(spec: NodeSpec) -> list[str]:
+    """Where a node sits in the dry run: a join, its condition, the on_failure path, and next."""
+    lines = []
+    if len(spec.predecessors) > 1:
+        lines.append(f"     Join: runs once {', '.join(spec.predecessors)} have ended")
+    if spec.when:
+        lines.append(f"     When: {conditions.describe(spec.when)} (else skipped)")
+    if spec.on_failure_path:
+        lines.append("     On failure: runs only if the run fails")
+    if len(spec.successors) > 1:
+        lines.append(f"     → next: {', '.join(spec.successors)} (in parallel)")
+    else:
+        lines.append(f"     → next: {spec.successors[0]}" if spec.successors else "     → end")
+    return lines
+
+
+def node_lines(node: NodeRun, spec: NodeSpec | None = None) -> list[str]:
+    role = diagrams.role(spec) if spec is not None else ""
+    lines = [f"--- {node.node_type} ({node.node_id}) ---" + (f" [{role}]" if role else "")]
     body: list[str] = []
     if node.status == NodeStatus.COMPLETED and isinstance(node.output, dict):
         handler = nodes.get(node.node_type)
@@ -86,6 +110,8 @@ def node_lines(node: NodeRun) -> list[str]:
         body.append(f"Status: {node.status}")
         if node.error:
             body.append(f"Error: {redact(node.error)}")
+        if node.reason:
+            body.append(f"Reason: {redact(node.reason)}")
     if node.attempt > 1:
         body.append(f"Attempts: {node.attempt}")
     if node.duration_ms is not None:
@@ -93,8 +119,13 @@ def node_lines(node: NodeRun) -> list[str]:
     return lines + [f"  {line}" for line in body]
 
 
-def result_lines(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) -> list[str]:
-    """The result display; ``nodes_of_run`` when the run was read from the API, not the database."""
+def result_lines(
+    run: PipelineRun,
+    nodes_of_run: list[NodeRun] | None = None,
+    definition: Definition | None = None,
+) -> list[str]:
+    """The result display; ``nodes_of_run`` and ``definition`` when the run was read from the
+    API, not the database."""
     lines = [
         RULE,
         "PIPELINE RESULT",
@@ -108,10 +139,31 @@ def result_lines(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) ->
     if run.duration_ms is not None:
         lines.append(f"Duration: {run.duration_ms:.2f}ms")
     lines.append("")
-    for node in node_runs(run) if nodes_of_run is None else nodes_of_run:
-        lines += [*node_lines(node), ""]
-    lines.append(final_line(run, nodes_of_run))
+    rows, definition = _read(run, nodes_of_run, definition)
+    if definition is not None and diagrams.is_branched(definition):
+        lines += ["Branches:", *(f"  {line}" for line in diagrams.flow_lines(definition)), ""]
+    for node in rows:
+        lines += [*node_lines(node, spec_of(definition, node.node_id)), ""]
+    lines.append(final_line(run, rows))
     return lines
+
+
+def _read(
+    run: PipelineRun, nodes_of_run: list[NodeRun] | None, definition: Definition | None
+) -> tuple[list[NodeRun], Definition | None]:
+    """The run's nodes and definition: as given when the run was read from the API, else from
+    the database."""
+    if nodes_of_run is not None:
+        return nodes_of_run, definition
+    return node_runs(run), run_definition(run)
+
+
+def _quoted(node_ids: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in node_ids)
+
+
+def _ids(rows: list[NodeRun], *statuses: str) -> list[str]:
+    return [n.node_id for n in rows if n.status in statuses]
 
 
 def final_line(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) -> str:
@@ -125,8 +177,10 @@ def final_line(run: PipelineRun, nodes_of_run: list[NodeRun] | None = None) -> s
     if status == RunStatus.CANCELLED:
         return "✗ Pipeline cancelled"
     if status == RunStatus.PAUSED:
+        rows = node_runs(run) if nodes_of_run is None else nodes_of_run
+        ready = _ids(rows, NodeStatus.QUEUED, NodeStatus.RETRYING)
         return (
-            f"⏸ Pipeline paused before '{run.resume_from}'. "
+            f"⏸ Pipeline paused before {_quoted(ready)}. "
             f"Resume it with: orchestrator pr resume {run.pk}"
         )
     return f"… Pipeline is {status.value.lower()}"
@@ -148,9 +202,11 @@ def status_lines(
     nodes_of_run: list[NodeRun] | None = None,
     events: list[RunEvent] | None = None,
     mirror_state: str | None = None,
+    definition: Definition | None = None,
 ) -> list[str]:
-    """``pr status``: the run, each node, the Clarifai link and the event timeline (the lists
-    and the mirror state are given when the run was read from the API, not the database)."""
+    """``pr status``: the run, each node, its branches, the Clarifai link and the event timeline
+    (the lists, the definition and the mirror state are given when the run was read from the
+    API, not the database)."""
     from orchestrator import mirror
 
     lines = [
@@ -160,10 +216,8 @@ def status_lines(
         f"  Source:      {run.source} ({run.environment})",
         f"  Queued by:   {run.queued_by or '-'} at {run.created_at:%Y-%m-%d %H:%M:%S}",
     ]
-    if run.current_node:
-        lines.append(f"  Current:     {run.current_node}")
-    if run.resume_from and run.status in (RunStatus.PAUSED, RunStatus.PAUSING):
-        lines.append(f"  Resume from: {run.resume_from}")
+    shown, definition = _read(run, nodes_of_run, definition)
+    lines += _position_lines(run, shown)
     if run.duration_ms is not None:
         lines.append(f"  Duration:    {run.duration_ms:.2f}ms")
     if run.error:
@@ -180,15 +234,21 @@ def status_lines(
         "Nodes:",
         f"  {'NODE':<16} {'TYPE':<13} {'STATUS':<10} {'TRY':>3} {'DURATION':>11}  WORKER",
     ]
-    shown = node_runs(run) if nodes_of_run is None else nodes_of_run
     for node in shown:
         duration = f"{node.duration_ms:.2f}ms" if node.duration_ms is not None else "-"
         lines.append(
             f"  {node.node_id[:16]:<16} {node.node_type[:13]:<13} {node.status:<10} "
             f"{node.attempt:>3} {duration:>11}  {node.worker or '-'}"
         )
+        spec = spec_of(definition, node.node_id)
+        if spec is not None and (role := diagrams.role(spec)):
+            lines.append(f"  {'':<16} {role}")
         if node.error:
             lines.append(f"  {'':<16} error: {redact(node.error)}")
+        if node.reason:
+            lines.append(f"  {'':<16} skipped: {redact(node.reason)}")
+    if definition is not None and diagrams.is_branched(definition):
+        lines += ["", "Branches:", *(f"  {line}" for line in diagrams.flow_lines(definition))]
     lines += ["", "Timeline:"]
     lines += [
         f"  {at:%H:%M:%S.%f}"[:-3] + f"  {text}" for at, _, text in timeline(run, shown, events)
@@ -220,7 +280,7 @@ def run_list_lines(rows: list[dict[str, Any]], page: int, next_page: str | None)
         duration = f"{row['duration_ms'] / 1000:.2f}s" if row["duration_ms"] is not None else "-"
         lines.append(
             f"{row['id']:>6}  {row['status']:<10}  {row['pipeline_name'][:24]:<24}  "
-            f"{(row['current_node'] or '-')[:14]:<14}  "
+            f"{(', '.join(row['current_nodes']) or '-')[:14]:<14}  "
             f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {duration}"
         )
     if next_page:
@@ -235,6 +295,20 @@ def detached_lines(run_id: int, trace_id: str) -> list[str]:
         f"Trace ID: {trace_id}",
         f"Follow it with: orchestrator pr watch {run_id}",
     ]
+
+
+def _position_lines(run: PipelineRun, rows: list[NodeRun]) -> list[str]:
+    """Where the run is: the nodes running, those ready (to resume from, when paused), and the
+    joins waiting for more of their predecessors."""
+    lines = []
+    if running := _ids(rows, NodeStatus.RUNNING):
+        lines.append(f"  Running:     {', '.join(running)}")
+    if ready := _ids(rows, NodeStatus.QUEUED, NodeStatus.RETRYING):
+        label = "Resume from:" if run.status == RunStatus.PAUSED else "Ready:      "
+        lines.append(f"  {label} {', '.join(ready)}")
+    if waiting := _ids(rows, NodeStatus.WAITING):
+        lines.append(f"  Waiting:     {', '.join(waiting)} (a join: for more branches to end)")
+    return lines
 
 
 def outcome_error(run: PipelineRun) -> str | None:

@@ -28,7 +28,10 @@ MARKS = {
     NodeStatus.FAILED: "✗",
     NodeStatus.CANCELLED: "✗",
     NodeStatus.RETRYING: "↻",
+    NodeStatus.SKIPPED: "↷",
 }
+#: Statuses of a node that has not started: nothing to say about it yet.
+NOT_STARTED = (NodeStatus.WAITING, NodeStatus.QUEUED)
 
 
 class Progress:
@@ -197,12 +200,15 @@ def report(
         if node.status == NodeStatus.RUNNING:
             progress.started(node.node_id, node.node_type, node.attempt, node.started_at)
             continue
-        if before is None and node.status != NodeStatus.QUEUED and node.started_at is not None:
+        if (
+            before is None
+            and node.status not in (*NOT_STARTED, NodeStatus.SKIPPED)
+            and node.started_at is not None
+        ):
             progress.started(node.node_id, node.node_type, node.attempt, node.started_at)
-        if node.status != NodeStatus.QUEUED:
-            progress.finished(
-                node.node_id, node.status, node.duration_ms, node.error, node.finished_at
-            )
+        if node.status not in NOT_STARTED:
+            why = node.reason if node.status == NodeStatus.SKIPPED else node.error
+            progress.finished(node.node_id, node.status, node.duration_ms, why, node.finished_at)
     return changed, running
 
 
@@ -245,14 +251,22 @@ class FollowTimeout(Exception):
 
 
 def worker_notice(run: PipelineRun) -> str | None:
-    """The line to print when no worker listens on the queue the run's next node waits in."""
-    if dispatch.get().inline or not run.current_node:
+    """The line to print when no worker listens on a queue that a ready node of the run waits in
+    (the first such queue, in definition order)."""
+    if dispatch.get().inline:
+        return None
+    ready = run.nodes_in(NodeStatus.QUEUED)
+    if not ready:
         return None
     from workers.presence import listening_workers
 
-    spec = engine.plans.get(run.pk).definition.node(run.current_node)
-    queue = spec.queue or conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
-    if listening_workers(queue) != []:
-        return None  # some worker listens (and is busy), or the broker could not be asked
-    start = "orchestrator worker" + (f" -Q {queue}" if spec.queue else "")
-    return f"Waiting for a worker on queue '{queue}'; start one with: {start}"
+    definition = engine.plans.get(run.pk).definition
+    named: dict[str, bool] = {}  # each queue: whether a node names it (else the default)
+    for node_id in ready:
+        spec = definition.node(node_id)
+        named.setdefault(spec.queue or conf.get("ORCHESTRATOR_DEFAULT_QUEUE"), bool(spec.queue))
+    for queue, explicit in named.items():
+        if listening_workers(queue) == []:
+            start = "orchestrator worker" + (f" -Q {queue}" if explicit else "")
+            return f"Waiting for a worker on queue '{queue}'; start one with: {start}"
+    return None  # some worker listens on each (and is busy), or the broker could not be asked

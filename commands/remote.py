@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from commands import display
 from commands.client import URL_VARIABLE, ApiClient, quote
 from commands.progress import FOLLOW_UNTIL, Progress, report, wait_for_effect
-from orchestrator import builtin, definitions, payloads
+from orchestrator import builtin, definitions, documents, payloads
 from orchestrator.errors import DefinitionError, RemoteError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import Action, RunStatus
@@ -63,8 +63,6 @@ def _run(doc: dict[str, Any]) -> PipelineRun:
         definition_id=doc["definition_id"],
         source=doc["source"],
         environment=doc["environment"],
-        current_node=doc["current_node"] or "",
-        resume_from=doc["resume_from"] or "",
         error=doc["error"] or "",
         created_at=_when(doc["created_at"]),
         started_at=_when(doc["started_at"]),
@@ -92,9 +90,15 @@ def _nodes(doc: dict[str, Any]) -> list[NodeRun]:
             duration_ms=n["duration_ms"],
             output=n["output"],
             error=n["error"] or "",
+            reason=n["reason"] or "",
         )
         for n in doc["nodes"]
     ]
+
+
+def _definition(doc: dict[str, Any]) -> definitions.Definition | None:
+    """The run's graph, as the server read it from the run's snapshot."""
+    return documents.definition_from_graph(doc["graph"]) if doc.get("graph") else None
 
 
 def _events(doc: dict[str, Any]) -> list[RunEvent]:
@@ -114,7 +118,7 @@ def _events(doc: dict[str, Any]) -> list[RunEvent]:
 
 def _cli_document(doc: dict[str, Any], *, events: bool) -> dict[str, Any]:
     """The API's run document in the shape the CLI prints with --json."""
-    shown = {k: v for k, v in doc.items() if k != "current_nodes" and (events or k != "events")}
+    shown = {k: v for k, v in doc.items() if k != "graph" and (events or k != "events")}
     if shown.get("clarifai") is None:
         shown.pop("clarifai", None)
     elif not events:
@@ -162,7 +166,7 @@ def _control(command: Any, client: ApiClient, action: Action, opts: dict[str, An
 
         def fetch() -> tuple[dict[str, Any], str, bool]:
             doc = client.get(f"/api/runs/{run_id}")
-            return doc, doc["status"], bool(doc["current_nodes"])
+            return doc, doc["status"], bool(doc["running_nodes"])
 
         status = wait_for_effect(run_id, action, opts["timeout"], fetch)["status"]
     if opts["json"]:
@@ -207,7 +211,9 @@ def _status(command: Any, client: ApiClient, opts: dict[str, Any]) -> None:
         command.line(display.dumps(_cli_document(doc, events=True)))
         return
     mirror_state = (doc.get("clarifai") or {}).get("mirror")
-    command.lines(display.status_lines(_run(doc), _nodes(doc), _events(doc), mirror_state))
+    command.lines(
+        display.status_lines(_run(doc), _nodes(doc), _events(doc), mirror_state, _definition(doc))
+    )
 
 
 def _follow(client: ApiClient, run_id: int, progress: Progress, interval: float) -> dict[str, Any]:
@@ -230,7 +236,7 @@ def _watch(command: Any, client: ApiClient, opts: dict[str, Any]) -> None:
     except KeyboardInterrupt:
         command.line(f"Stopped watching pipeline run {doc['run_id']}; it keeps going.")
         return
-    command.line(display.final_line(_run(doc)))
+    command.line(display.final_line(_run(doc), _nodes(doc)))
 
 
 # --- run_pipeline ---------------------------------------------------------------------------------
@@ -289,7 +295,7 @@ def run_pipeline(command: Any, opts: dict[str, Any]) -> None:
     if opts["json"]:
         command.line(display.dumps(_cli_document(doc, events=False)))
     else:
-        command.lines(display.result_lines(run, _nodes(doc)))
+        command.lines(display.result_lines(run, _nodes(doc), _definition(doc)))
     if error := display.outcome_error(run):
         raise CommandError(error)
 

@@ -6,14 +6,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest
 
-from orchestrator import control, definitions, dispatch, limits
+from orchestrator import control, definitions, diagrams, dispatch, limits
 from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.models import NodeRun, PipelineDefinition, PipelineRun, RunEvent
-from orchestrator.state import Action
+from orchestrator.state import OPEN_NODES, Action
 
 
 class DefinitionJSONField(forms.JSONField):
@@ -79,6 +79,7 @@ class NodeRunInline(admin.TabularInline):
         "started_at",
         "duration_ms",
         "error",
+        "reason",
     )
     readonly_fields = fields
 
@@ -136,7 +137,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         "id",
         "pipeline_name",
         "status",
-        "current_node",
+        "open_nodes",
         "source",
         "environment",
         "created_at",
@@ -144,9 +145,34 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "definition", "environment")
     search_fields = ("=id", "pipeline_name", "trace_id", "clarifai_pipeline_version_run_id")
-    readonly_fields = [f.name for f in PipelineRun._meta.fields]
+    readonly_fields = [*(f.name for f in PipelineRun._meta.fields), "branches"]
     inlines = [NodeRunInline, RunEventInline]
     actions = [_signal(Action.PAUSE), _signal(Action.CANCEL), _signal(Action.RESUME)]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The nodes ready or running, fetched for a whole page at once.
+        open_rows = NodeRun.objects.filter(status__in=OPEN_NODES).order_by("position", "id")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("node_runs", queryset=open_rows, to_attr="open_rows"))
+        )
+
+    @admin.display(description="Nodes running or ready")
+    def open_nodes(self, run: PipelineRun) -> str:
+        rows = getattr(run, "open_rows", None)
+        if rows is None:
+            rows = list(run.node_runs.filter(status__in=OPEN_NODES))
+        return ", ".join(f"{r.node_id} ({str(r.status).lower()})" for r in rows) or "-"
+
+    @admin.display(description="Branches")
+    def branches(self, run: PipelineRun) -> str:
+        """Who follows whom (fan-outs, joins) and the on_failure path, from the run's snapshot."""
+        try:
+            definition = definitions.parse(run.config, name=run.pipeline_name)
+        except OrchestratorError as exc:
+            return str(exc)
+        return "\n".join(diagrams.flow_lines(definition)) or "-"
 
 
 @admin.register(RunEvent)

@@ -16,9 +16,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from orchestrator import conf, definitions, events, heartbeat, holders, reclaim, statements
-from orchestrator.models import NodeRun, PipelineRun, RunEvent
+from orchestrator.models import NodeRun, RunEvent
 from orchestrator.reclaim import Verdict
-from orchestrator.state import NodeStatus
+from orchestrator.state import Action, NodeStatus
 from orchestrator.transitions import settle
 
 logger = logging.getLogger(__name__)
@@ -28,8 +28,15 @@ logger = logging.getLogger(__name__)
 class Claim:
     node_run_id: int
     attempt: int
+    #: How many of the node's predecessors ended without being skipped.
+    reached: int = 0
     #: Workers lost while running this node so far (see ORCHESTRATOR_MAX_WORKER_LOSSES).
     losses: int = 0
+
+
+def start_action(spec: definitions.NodeSpec) -> Action:
+    """How a node starts: as part of the run, or on the on_failure path once the run failed."""
+    return Action.ON_FAILURE if spec.on_failure_path else Action.START
 
 
 @dataclass(frozen=True)
@@ -46,38 +53,26 @@ def claim_node(
     """Claim ``spec`` of the run for this process; None when it must not run, Deferred when it
     must be tried again later.
 
-    The run must be QUEUED or RUNNING with this node as its current one (a PAUSING run settles
-    to PAUSED before this node, a CANCELLING one to CANCELLED); the node must be new, queued for
-    a retry, RUNNING with a heartbeat gone stale, or RUNNING under a holder that is gone. A
-    COMPLETED node is left alone, and so is the run.
+    The run must let a node start (QUEUED or RUNNING; FAILING for the on_failure path) and the
+    node must be ready (QUEUED, or RETRYING after a failed attempt), RUNNING with a heartbeat
+    gone stale, or RUNNING under a holder that is gone. A completed node or a node not ready yet
+    is left alone. A delivery that finds its run pausing, cancelling or failing settles the run
+    if nothing else holds it back (no node of it running).
     """
     now = timezone.now()
     stale = now - timedelta(seconds=conf.get("ORCHESTRATOR_HEARTBEAT_TIMEOUT"))
     me = holders.current()
-    for _ in range(5):
-        # Only a delivery of the node the run waits on may start it; a duplicate delivery of an
-        # earlier node must not move the run back.
-        run_claimed, node = statements.claim(
-            run_id,
-            spec.id,
-            spec.type,
-            spec.position,
-            task_id,
-            me.describe(),
-            me.token(),
-            now,
-            stale,
-        )
-        if run_claimed:
-            break
-        if not _awaits(run_id, spec.id, stale) or settle(run_id, resume_from=spec.id):
-            return None
-        # Nothing to settle: a pause was withdrawn meanwhile, so the node may start after all.
-    else:
+    run_claimed, node = statements.claim(
+        run_id, spec.id, start_action(spec), task_id, me.describe(), me.token(), now, stale
+    )
+    if not run_claimed:
+        settle(run_id)
         return None
     if node is None:
         return _take_over(run_id, spec, task_id, now)
-    return Claim(node_run_id=node[0], attempt=node[1], losses=node[2])
+    return Claim(
+        node_run_id=node.node_run_id, attempt=node.attempt, reached=node.reached, losses=node.losses
+    )
 
 
 def _take_over(
@@ -87,11 +82,11 @@ def _take_over(
     defer this delivery if the holder may be running it, else (it ended) skip it."""
     row = (
         NodeRun.objects.filter(run_id=run_id, node_id=spec.id)
-        .values("id", "status", "attempt", "holder", "heartbeat", "losses")
+        .values("id", "status", "attempt", "reached", "holder", "heartbeat", "losses")
         .first()
     )
     if row is None or row["status"] != NodeStatus.RUNNING:
-        logger.info("Node %s of run %s has ended or is not due; skipped", spec.id, run_id)
+        logger.info("Node %s of run %s has ended or is not ready; skipped", spec.id, run_id)
         return None
     timeout = float(conf.get("ORCHESTRATOR_HEARTBEAT_TIMEOUT"))
     age = (now - row["heartbeat"]).total_seconds() if row["heartbeat"] else None
@@ -140,13 +135,4 @@ def _take_over(
             attempt=attempt,
             losses=losses,
         )
-    return Claim(node_run_id=row["id"], attempt=attempt, losses=losses)
-
-
-def _awaits(run_id: int, node_id: str, stale: Any) -> bool:
-    """Whether the run waits on ``node_id`` with no node of it running: only then may this
-    delivery settle a pause or cancel (a duplicate of a node in flight leaves that to the node)."""
-    busy = NodeRun.objects.filter(run_id=run_id, status=NodeStatus.RUNNING, heartbeat__gte=stale)
-    return (
-        not busy.exists() and PipelineRun.objects.filter(pk=run_id, current_node=node_id).exists()
-    )
+    return Claim(node_run_id=row["id"], attempt=attempt, reached=row["reached"], losses=losses)

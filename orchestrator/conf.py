@@ -32,6 +32,8 @@ ORCHESTRATOR_MAX_DEFINITION_BYTES: int = 1024 * 1024
 ORCHESTRATOR_MAX_RETRIES: int = 20
 #: Seconds a followed run may wait for a worker before the CLI says that none is taking it.
 ORCHESTRATOR_WORKER_NOTICE_SECONDS: float = 5.0
+#: Most nodes one node's ``next`` list may fan out to.
+ORCHESTRATOR_MAX_FANOUT: int = 256
 #: Celery queue for node tasks that name no queue of their own.
 ORCHESTRATOR_DEFAULT_QUEUE: str = "orchestrator"
 #: Dotted path of the dispatcher used when a broker is configured.

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import dispatch, engine, events, mirror, runref
+from orchestrator.branches import dispatch_ready
 from orchestrator.errors import DispatchDeferred, RunNotFound, TransitionRefused, UsageError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
@@ -128,12 +129,14 @@ def signal(ref: str | int, action: Action, link: dict[str, str] | None = None) -
                 )
             run.refresh_from_db()
             continue
-        unqueued: list[Exception] = []
+        unqueued: list[tuple[str, Exception]] = []
         message = _apply(run, action, previous, target, link, unqueued.append)
         if unqueued:
+            names = [node_id for node_id, _ in unqueued]
+            pronoun = "it" if len(names) == 1 else "them"
             raise DispatchDeferred(
-                f"Pipeline run {run.pk} has been resumed, but node '{run.current_node}' could "
-                f"not be queued ({unqueued[0]}); the recovery pass will queue it."
+                f"Pipeline run {run.pk} has been resumed, but {_node_names(names)} could not be "
+                f"queued ({unqueued[0][1]}); the recovery pass will queue {pronoun}."
             )
         if message is not None:
             return ControlResult(run, action, previous, target, False, message)
@@ -161,32 +164,21 @@ def _apply(
     previous: RunStatus,
     target: RunStatus,
     link: dict[str, str],
-    unqueued: Callable[[Exception], None],
+    unqueued: Callable[[tuple[str, Exception]], None],
 ) -> str | None:
     """Compare-and-set the run from ``previous`` to ``target``; the operator's line, or None
-    when another host changed the run first. ``unqueued`` hears of a resumed node the broker
-    would not take."""
+    when another host changed the run first. ``unqueued`` hears of each resumed node the broker
+    would not take, and why."""
     now = timezone.now()
     fields: dict[str, Any] = {"status": target, **link}
     effect = None
-    resumed = target == RunStatus.RUNNING and previous == RunStatus.PAUSED
-    resume_node = run.resume_from
     if target == RunStatus.PAUSED:
-        fields.update(resume_from=run.current_node, current_node="")
         effect = RunEvent.PAUSED
     elif target == RunStatus.CANCELLED:
-        # A cancelled run resumes from nowhere.
-        fields.update(engine.ended_fields(run.started_at, now), resume_from="")
+        fields.update(engine.ended_fields(run.started_at, now))
         effect = RunEvent.CANCELLED
-    elif resumed:
-        fields.update(current_node=resume_node, resume_from="", dispatched_at=now)
-    # A field this change reads must not have moved since the run was read either: a run paused,
-    # resumed and paused again by others meanwhile has the same status but a new resume_from.
-    unchanged = {"current_node": run.current_node} if target == RunStatus.PAUSED else {}
-    if resumed:
-        unchanged["resume_from"] = resume_node
     with transaction.atomic():
-        if not PipelineRun.objects.filter(pk=run.pk, status=previous, **unchanged).update(**fields):
+        if not PipelineRun.objects.filter(pk=run.pk, status=previous).update(**fields):
             return None
         for name, value in fields.items():
             setattr(run, name, value)
@@ -195,66 +187,81 @@ def _apply(
         )
         mirrored = request
         if effect is not None:
-            details = {"resume_from": run.resume_from} if effect == RunEvent.PAUSED else {}
+            paused = effect == RunEvent.PAUSED
+            details = {"resume_from": engine.ready_nodes(run.pk)} if paused else {}
             mirrored = events.record(run.pk, effect, **details)
         if target == RunStatus.CANCELLED:
             engine.cancel_pending_nodes(run.pk, now)
-        message = _message(run, action, previous)
-        if effect is not None or resumed:
+        handed: list[str] = []
+        if target == RunStatus.RUNNING:
+            # Resumed, or a pause withdrawn: every ready node is handed out, including those
+            # that became ready while the run was pausing.
+            # Inline, a node runs right here, and its own errors are its own.
+            handed = dispatch_ready(run.pk, on_error=None if dispatch.get().inline else unqueued)
+        message = _message(run, action, previous, handed)
+        if effect is not None or (target == RunStatus.RUNNING and previous == RunStatus.PAUSED):
             mirror.schedule(run.pk, mirrored.pk)
-        if resumed:
-            # Inline, the node runs right here, and its own errors are its own.
-            inline = dispatch.get().inline
-            engine.enqueue_after_commit(run.pk, resume_node, on_error=None if inline else unqueued)
     return message
 
 
-def _next_of(run: PipelineRun, node_id: str) -> str | None:
-    return engine.plans.get(run.pk).definition.node(node_id).next
+def _names(node_ids: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in node_ids)
 
 
-def _running_node(run: PipelineRun) -> str | None:
-    return (
-        NodeRun.objects.filter(run_id=run.pk, status=NodeStatus.RUNNING)
-        .values_list("node_id", flat=True)
-        .first()
-    )
-
-
-def _message(run: PipelineRun, action: Action, previous: RunStatus) -> str:
+def _message(run: PipelineRun, action: Action, previous: RunStatus, handed: list[str]) -> str:
     status = RunStatus(run.status)
     head = f"Pipeline run {run.pk}"
     if status == RunStatus.PAUSED:
         return f"{head} has been paused. Resume it with: orchestrator pr resume {run.pk}"
     if status == RunStatus.CANCELLED:
         return f"{head} has been cancelled."
+    running = run.nodes_in(NodeStatus.RUNNING)
     if status == RunStatus.PAUSING:
-        running = _running_node(run)
-        if running is None:
-            return f"{head} is pausing: it will pause before node '{run.current_node}' starts."
-        nxt = _next_of(run, running)
-        if nxt is None:
+        if not running:
+            ready = engine.ready_nodes(run.pk)
+            return f"{head} is pausing: it will pause before {_node_names(ready)} starts."
+        if len(running) > 1:
             return (
-                f"{head} is pausing: node '{running}' is running and is the last node, "
+                f"{head} is pausing: nodes {_names(running)} are running; the run will pause "
+                "once they have ended."
+            )
+        successors = engine.plans.get(run.pk).definition.node(running[0]).successors
+        if not successors:
+            return (
+                f"{head} is pausing: node '{running[0]}' is running and is the last node, "
                 "so the run will complete."
             )
-        return f"{head} is pausing: node '{running}' is running; the run will pause before '{nxt}'."
-    if status == RunStatus.CANCELLING:
-        running = _running_node(run)
-        if running is None:
-            return f"{head} is cancelling: no further node will start."
         return (
-            f"{head} is cancelling: node '{running}' is being stopped; no further node will start."
+            f"{head} is pausing: node '{running[0]}' is running; the run will pause before "
+            f"{_names(list(successors))}."
+        )
+    if status == RunStatus.CANCELLING:
+        if not running:
+            return f"{head} is cancelling: no further node will start."
+        verb = "is" if len(running) == 1 else "are"
+        return (
+            f"{head} is cancelling: {_node_names(running)} {verb} being stopped; "
+            "no further node will start."
         )
     if previous == RunStatus.PAUSING:
-        running = _running_node(run) or run.current_node
-        return f"{head} has been resumed: the pause was withdrawn; node '{running}' carries on."
-    if dispatch.get().inline:
+        carrying = running or handed
+        verb = "carries" if len(carrying) == 1 else "carry"
         return (
-            f"{head} has been resumed: node '{run.current_node}' runs here, inline "
+            f"{head} has been resumed: the pause was withdrawn; {_node_names(carrying)} {verb} on."
+        )
+    if dispatch.get().inline:
+        verb = "runs" if len(handed) == 1 else "run"
+        return (
+            f"{head} has been resumed: {_node_names(handed)} {verb} here, inline "
             "(no broker is configured)."
         )
-    return f"{head} has been resumed: node '{run.current_node}' is queued."
+    verb = "is" if len(handed) == 1 else "are"
+    return f"{head} has been resumed: {_node_names(handed)} {verb} queued."
+
+
+def _node_names(node_ids: list[str]) -> str:
+    """``node 'a'`` or ``nodes 'a', 'b'``."""
+    return f"node{'s' if len(node_ids) != 1 else ''} {_names(node_ids)}"
 
 
 def _noop_message(run: PipelineRun, status: RunStatus) -> str:
@@ -271,4 +278,4 @@ def interrupt(ref: str | int) -> None:
     NodeRun.objects.filter(run_id=run.pk, status=NodeStatus.RUNNING).update(
         status=NodeStatus.CANCELLED, finished_at=timezone.now(), error="Interrupted"
     )
-    engine.settle(run.pk)
+    engine.settle(run.pk)  # nothing runs any more: the run is cancelled

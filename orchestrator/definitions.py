@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import conf, limits, nodes
+from orchestrator import conditions, conf, graph, limits, nodes
 from orchestrator.errors import DefinitionError, InputError, OrchestratorError
 
 #: Per-node options and the check each value must pass, with the sentence used when it fails.
@@ -25,7 +25,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "required": True,
     "queue": None,
 }
-NODE_KEYS = {"id", "type", "config", "next", "description", *NODE_OPTIONS}
+NODE_KEYS = {"id", "type", "config", "next", "when", "description", *NODE_OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,14 @@ class NodeSpec:
     id: str
     type: str
     config: dict[str, Any]
-    next: str | None
     position: int
+    #: The nodes queued when this one ends (several: a fan-out), and those it waits for (several:
+    #: a join).
+    successors: tuple[str, ...] = ()
+    predecessors: tuple[str, ...] = ()
+    when: tuple[conditions.Condition, ...] = ()
+    #: Whether the node belongs to the on_failure path (runs only when the run fails).
+    on_failure_path: bool = False
     retries: int = 0
     retry_backoff_seconds: float = 1.0
     timeout_seconds: float | None = None
@@ -52,6 +58,9 @@ class Definition:
     description: str
     nodes: tuple[NodeSpec, ...]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    graph: graph.Graph = field(
+        repr=False, compare=False, default_factory=lambda: graph.Graph((), {}, {})
+    )
 
     _by_id: dict[str, NodeSpec] = field(init=False, repr=False, compare=False)
 
@@ -61,6 +70,10 @@ class Definition:
     @property
     def entry(self) -> NodeSpec:
         return self.nodes[0]
+
+    @property
+    def on_failure(self) -> NodeSpec | None:
+        return self.node(self.graph.on_failure) if self.graph.on_failure else None
 
     def node(self, node_id: str) -> NodeSpec:
         spec = self._by_id.get(node_id)
@@ -190,13 +203,23 @@ def validate(data: Any) -> list[str]:
             if key in node and (problem := _option_problem(key, node[key])) is not None:
                 problems.append(f"Node '{label}': {key} {problem}")
         nxt = node.get("next")
-        if nxt is not None and not isinstance(nxt, str):
-            problems.append(f"Node '{label}' next must be a node id or null")
+        if nxt is not None and not isinstance(nxt, str) and _next_ids(nxt) != nxt:
+            problems.append(f"Node '{label}' next must be a node id, a list of node ids, or null")
 
-    for node_id, nxt in links.items():
-        if isinstance(nxt, str) and nxt not in seen:
-            problems.append(f"Node '{node_id}' references non-existent next: '{nxt}'")
-    problems.extend(_graph_problems(ids, links))
+    on_failure = data.get("on_failure")
+    if on_failure is not None and not isinstance(on_failure, str):
+        problems.append("on_failure must be a node id")
+        on_failure = None
+    report = graph.check(
+        ids,
+        {node_id: _next_ids(nxt) for node_id, nxt in links.items()},
+        on_failure=on_failure,
+        max_fanout=conf.get("ORCHESTRATOR_MAX_FANOUT"),
+        named=_named_roots(raw_nodes, seen),
+    )
+    graph_work.visits += report.visits
+    problems.extend(report.problems)
+    problems.extend(_when_problems(raw_nodes, seen, report))
     return problems
 
 
@@ -211,61 +234,55 @@ class GraphWork:
 graph_work = GraphWork()
 
 
-def _successors(value: Any, links: dict[str, Any]) -> list[str]:
-    """The node ids a ``next`` value leads to, among the nodes that exist."""
-    targets = value if isinstance(value, list) else [value]
-    return [t for t in targets if isinstance(t, str) and t in links]
+def _next_ids(nxt: Any) -> list[str]:
+    """A node's ``next`` as written, as a list of the ids it names (a bad ``next`` names none)."""
+    if isinstance(nxt, str):
+        return [nxt]
+    if isinstance(nxt, list):
+        return [n for n in nxt if isinstance(n, str)]
+    return []
 
 
-def _graph_problems(ids: list[str], links: dict[str, Any]) -> list[str]:
-    """Cycles and nodes unreachable from the entry, following ``next`` links.
+def _named_roots(raw_nodes: list[Any], ids: set[str]) -> set[str]:
+    """The node ids that conditions' paths start with."""
+    named = set()
+    for node in raw_nodes:
+        when = node.get("when") if isinstance(node, dict) else None
+        for item in conditions.as_list(when) if isinstance(when, dict | list) else []:
+            path = item.get("path") if isinstance(item, dict) else None
+            if isinstance(path, str) and (root := conditions.root_of(path, ids)) in ids:
+                named.add(root)
+    return named
 
-    Linear in nodes plus edges: one depth-first pass, without recursion, finds every cycle (as a
-    back edge), and one breadth-first pass from the entry finds what it reaches.
-    """
-    if not ids:
-        return []
+
+def _when_problems(raw_nodes: list[Any], ids: set[str], report: graph.Report) -> list[str]:
+    """Each ``when``: its form, and that its paths name the payload, the failure (on the
+    on_failure path only) or a node that surely ended before this one."""
     problems: list[str] = []
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    for start in ids:
-        if start in state:
+    for node in raw_nodes:
+        if not isinstance(node, dict) or "when" not in node or not isinstance(node.get("id"), str):
             continue
-        path: list[str] = [start]
-        position = {start: 0}
-        pending = [iter(_successors(links[start], links))]
-        state[start] = 1
-        graph_work.visits += 1
-        while pending:
-            step = next(pending[-1], None)
-            if step is None:
-                done = path.pop()
-                del position[done]
-                state[done] = 2
-                pending.pop()
+        node_id, when = node["id"], node["when"]
+        found = conditions.problems(when)
+        for item in conditions.as_list(when) if isinstance(when, dict | list) else []:
+            path = item.get("path") if isinstance(item, dict) else None
+            if not isinstance(path, str) or not path:
                 continue
-            graph_work.visits += 1
-            if state.get(step) == 1:
-                cycle = path[position[step] :]
-                problems.append("Cycle detected: " + " → ".join([*cycle, step]))
-            elif step not in state:
-                state[step] = 1
-                position[step] = len(path)
-                path.append(step)
-                pending.append(iter(_successors(links[step], links)))
-    reachable = {ids[0]}
-    frontier = [ids[0]]
-    while frontier:
-        current = frontier.pop()
-        for step in _successors(links[current], links):
-            graph_work.visits += 1
-            if step not in reachable:
-                reachable.add(step)
-                frontier.append(step)
-    problems.extend(
-        f"Node '{node_id}' is unreachable from the entry node '{ids[0]}'"
-        for node_id in ids
-        if node_id not in reachable
-    )
+            root = conditions.root_of(path, ids)
+            if root is None:
+                found.append(
+                    f"path '{path}' must start with 'payload', a node id, or on the on_failure "
+                    "path 'failure'"
+                )
+            elif root == conditions.FAILURE and node_id not in report.failure_path:
+                found.append(f"path '{path}': 'failure' is known only on the on_failure path")
+            elif root not in (conditions.PAYLOAD, conditions.FAILURE) and (
+                report.is_ancestor(root, node_id) is False
+            ):
+                found.append(
+                    f"path '{path}' names node '{root}', which is not an ancestor of '{node_id}'"
+                )
+        problems.extend(f"Node '{node_id}' when: {p}" for p in found)
     return problems
 
 
@@ -277,6 +294,13 @@ def parse(data: Any, *, name: str | None = None) -> Definition:
     if problems:
         raise DefinitionError(problems)
     defaults = {**OPTION_DEFAULTS, **data.get("defaults", {})}
+    ids = [node["id"] for node in data["nodes"]]
+    shape = graph.build(
+        ids,
+        {node["id"]: _next_ids(node.get("next")) for node in data["nodes"]},
+        data.get("on_failure"),
+    )
+    known = set(ids)
     specs = []
     for position, node in enumerate(data["nodes"]):
         options = {key: node.get(key, defaults[key]) for key in NODE_OPTIONS}
@@ -285,8 +309,11 @@ def parse(data: Any, *, name: str | None = None) -> Definition:
                 id=node["id"],
                 type=node["type"],
                 config=dict(node.get("config", {})),
-                next=node.get("next"),
                 position=position,
+                successors=shape.successors[node["id"]],
+                predecessors=shape.predecessors[node["id"]],
+                when=conditions.parse(node.get("when"), known),
+                on_failure_path=node["id"] in shape.failure_path,
                 **options,
             )
         )
@@ -295,6 +322,7 @@ def parse(data: Any, *, name: str | None = None) -> Definition:
         description=str(data.get("description", "")),
         nodes=tuple(specs),
         raw=data,
+        graph=shape,
     )
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator import nodes
+from orchestrator import conditions, graph, nodes
+from orchestrator.definitions import Definition, NodeSpec
+from orchestrator.errors import OrchestratorError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
+from orchestrator.plans import plans
 from orchestrator.redaction import redact
-from orchestrator.state import RunStatus
+from orchestrator.state import NodeStatus
 
 
 def secret_keys(node_type: str) -> frozenset[str]:
@@ -55,7 +58,31 @@ def timeline(
     return sorted(entries, key=lambda entry: (entry[0], entry[1]))
 
 
+def run_definition(run: PipelineRun) -> Definition | None:
+    """The definition a run executes (its snapshot), or None if it no longer parses here."""
+    try:
+        return plans.get(run.pk).definition
+    except OrchestratorError:
+        return None
+
+
+def spec_of(definition: Definition | None, node_id: str) -> NodeSpec | None:
+    """The node ``node_id`` of ``definition``, or None when either is missing."""
+    if definition is None:
+        return None
+    try:
+        return definition.node(node_id)
+    except OrchestratorError:
+        return None
+
+
 def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
+    rows = node_runs(run)
+    definition = run_definition(run)
+
+    def ids(*statuses: str) -> list[str]:
+        return [n.node_id for n in rows if n.status in statuses]
+
     data: dict[str, Any] = {
         "run_id": run.pk,
         "trace_id": str(run.trace_id),
@@ -64,29 +91,16 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
         "definition_id": run.definition_id,
         "source": run.source,
         "environment": run.environment,
-        "current_node": run.current_node or None,
-        "resume_from": (run.resume_from or None) if run.status == RunStatus.PAUSED else None,
+        "running_nodes": ids(NodeStatus.RUNNING),
+        "ready_nodes": ids(NodeStatus.QUEUED, NodeStatus.RETRYING),
+        "on_failure": definition.graph.on_failure if definition else None,
         "error": redact(run.error) or None,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "duration_ms": run.duration_ms,
         "queued_by": run.queued_by,
-        "nodes": [
-            {
-                "id": n.node_id,
-                "type": n.node_type,
-                "status": n.status,
-                "attempt": n.attempt,
-                "worker": n.worker or None,
-                "started_at": n.started_at.isoformat() if n.started_at else None,
-                "finished_at": n.finished_at.isoformat() if n.finished_at else None,
-                "duration_ms": n.duration_ms,
-                "output": redact(n.output, secret_keys(n.node_type)),
-                "error": redact(n.error) or None,
-            }
-            for n in node_runs(run)
-        ],
+        "nodes": [node_as_dict(n, spec_of(definition, n.node_id)) for n in rows],
     }
     if run.is_linked:
         data["clarifai"] = {
@@ -99,6 +113,65 @@ def run_as_dict(run: PipelineRun, *, events: bool = False) -> dict[str, Any]:
     if events:
         data["events"] = [event_as_dict(e) for e in run.events.order_by("id")]
     return data
+
+
+def node_as_dict(node: NodeRun, spec: NodeSpec | None) -> dict[str, Any]:
+    return {
+        "id": node.node_id,
+        "type": node.node_type,
+        "status": node.status,
+        "attempt": node.attempt,
+        "worker": node.worker or None,
+        "started_at": node.started_at.isoformat() if node.started_at else None,
+        "finished_at": node.finished_at.isoformat() if node.finished_at else None,
+        "duration_ms": node.duration_ms,
+        "output": redact(node.output, secret_keys(node.node_type)),
+        "error": redact(node.error) or None,
+        "reason": redact(node.reason) or None,
+        "after": list(spec.predecessors) if spec else [],
+        "next": list(spec.successors) if spec else [],
+        "on_failure_path": spec.on_failure_path if spec else False,
+    }
+
+
+def graph_as_dict(definition: Definition) -> dict[str, Any]:
+    """A definition's shape without its nodes' configs: enough to draw and describe its
+    branches elsewhere (:func:`definition_from_graph`), and nothing secret."""
+    return {
+        "name": definition.name,
+        "on_failure": definition.graph.on_failure,
+        "nodes": [
+            {
+                "id": spec.id,
+                "type": spec.type,
+                "next": list(spec.successors),
+                "when": definition.raw["nodes"][spec.position].get("when"),
+            }
+            for spec in definition.nodes
+        ],
+    }
+
+
+def definition_from_graph(doc: dict[str, Any]) -> Definition:
+    """The definition :func:`graph_as_dict` described, with empty configs and default options
+    (node types are not looked up: the CLI showing it may lack a server's plug-ins)."""
+    order = [node["id"] for node in doc["nodes"]]
+    shape = graph.build(order, {n["id"]: n["next"] for n in doc["nodes"]}, doc["on_failure"])
+    known = set(order)
+    specs = tuple(
+        NodeSpec(
+            id=node["id"],
+            type=node["type"],
+            config={},
+            position=position,
+            successors=shape.successors[node["id"]],
+            predecessors=shape.predecessors[node["id"]],
+            when=conditions.parse(node.get("when"), known),
+            on_failure_path=node["id"] in shape.failure_path,
+        )
+        for position, node in enumerate(doc["nodes"])
+    )
+    return Definition(name=doc["name"], description="", nodes=specs, raw=doc, graph=shape)
 
 
 def event_as_dict(event: RunEvent) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """The engine's entry points: create a run and hand it to the executor, and execute one node.
 
 A node is a unit of work that claims itself (:mod:`orchestrator.claims`), runs and records itself
-(:mod:`orchestrator.execution`) and moves the run on (:mod:`orchestrator.transitions`). Each node
-boundary is a compare-and-set on the run row, so pause and cancel requests from other hosts race
-safely with it. A no-op node costs four queries: claim the run, claim the node, record the node,
-advance the run.
+(:mod:`orchestrator.execution`) and moves the run's graph on (:mod:`orchestrator.branches`: its
+successors, a fan-out's several, a join once its last predecessor ended) or settles the run
+(:mod:`orchestrator.transitions`). Each node boundary is a compare-and-set, so pause and cancel
+requests from other hosts, and branches ending on other workers, race safely with it. A no-op
+node in a line costs four queries: claim the run, claim the node, record the node together with
+its successor's arrival (one statement each on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from orchestrator.transitions import (
     cancel_pending_nodes,
     ended_fields,
     enqueue_after_commit,
+    ready_nodes,
+    record_ready,
     settle,
 )
 
@@ -43,6 +47,7 @@ __all__ = [
     "execute_node",
     "node_timeout",
     "plans",
+    "ready_nodes",
     "settle",
 ]
 
@@ -87,11 +92,10 @@ def create_run(
             source=source,
             environment=environment,
             status=RunStatus.QUEUED,
-            current_node=definition.entry.id,
-            dispatched_at=now,
             queued_by=events.hostname(),
             **(link.as_fields() if link else {}),
         )
+        record_ready(run.pk, definition.entry, now)
         events.record(run.pk, RunEvent.QUEUED, pipeline=definition.name, source=source)
     plans.put(
         run.pk,

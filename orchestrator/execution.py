@@ -1,9 +1,11 @@
 """Executing one claimed node: run its handler with heartbeats, a deadline and cooperative
 cancel, then record the outcome and advance the run, all as compare-and-set writes.
 
-The inline runner and the Celery task both call :func:`execute_node`. Each database step is
-retried while the database is away (:mod:`orchestrator.outages`), so an outage is never recorded
-as the node's failure and a computed result waits in memory for the database to come back.
+The inline runner and the Celery task both call :func:`execute_node`. A node whose predecessors
+were all skipped, or whose ``when`` does not hold, is recorded SKIPPED (with the reason) instead
+of running, and its successors learn that it was skipped. Each database step is retried while
+the database is away (:mod:`orchestrator.outages`), so an outage is never recorded as the node's
+failure and a computed result waits in memory for the database to come back.
 """
 
 from __future__ import annotations
@@ -20,27 +22,33 @@ from django.db import Error, transaction
 from django.utils import timezone
 
 from orchestrator import (
+    conditions,
     conf,
     definitions,
     dispatch,
     events,
+    graph,
     nodes,
     outages,
     reclaim,
     signals,
     statements,
 )
-from orchestrator.claims import Claim, Deferred, claim_node
+from orchestrator.branches import advance, failure_of, successors_of
+from orchestrator.claims import Claim, Deferred, claim_node, start_action
 from orchestrator.errors import NodeCancelled, NodeError, NodeTimeout
 from orchestrator.heartbeat import Heartbeat, deadline
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
 from orchestrator.plans import RunPlan, node_timeout, plans
-from orchestrator.state import Action, NodeStatus, RunStatus
-from orchestrator.transitions import advance, enqueue_after_commit, move_run, settle
+from orchestrator.state import NodeStatus, RunStatus
+from orchestrator.transitions import fail, lock_run, settle
 
 logger = logging.getLogger(__name__)
 
+#: Run statuses at which a node stops when it polls ``cancel_requested()``: a cancel, and for
+#: the run proper (not its on_failure path) a failure elsewhere in the run.
 CANCEL_STATUSES = (RunStatus.CANCELLING, RunStatus.CANCELLED)
+FAILURE_STATUSES = (RunStatus.FAILING, RunStatus.FAILED)
 
 
 class _Outputs(Mapping[str, Any]):
@@ -69,21 +77,29 @@ class _Outputs(Mapping[str, Any]):
         return len(self._load())
 
 
-def _cancel_check(run_id: int, timeout_at: float) -> Any:
+class _CancelCheck:
     """A cheap ``cancel_requested()``: reads the run's status at most every poll interval."""
-    interval = conf.get("ORCHESTRATOR_CANCEL_POLL_SECONDS")
-    # The claim has just seen the run RUNNING, so the first read can wait one interval.
-    state = {"next": time.monotonic() + interval, "cancelled": False}
 
-    def check() -> bool:
+    def __init__(self, run_id: int, timeout_at: float, stop_on: tuple[RunStatus, ...]) -> None:
+        self.run_id = run_id
+        self.timeout_at = timeout_at
+        self.stop_on = stop_on
+        self.interval = conf.get("ORCHESTRATOR_CANCEL_POLL_SECONDS")
+        # The claim has just seen the run let this node start, so the first read can wait.
+        self.next_read = time.monotonic() + self.interval
+        self.seen: str | None = None
+
+    def __call__(self) -> bool:
         now = time.monotonic()
-        if now >= timeout_at:
+        if now >= self.timeout_at:
             raise NodeTimeout()
-        if not state["cancelled"] and now >= state["next"]:
-            state["next"] = now + interval
+        if self.seen is None and now >= self.next_read:
+            self.next_read = now + self.interval
             try:
                 status = (
-                    PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+                    PipelineRun.objects.filter(pk=self.run_id)
+                    .values_list("status", flat=True)
+                    .first()
                 )
             except Error as exc:
                 # The database is away: the node carries on; the next poll asks again.
@@ -91,14 +107,20 @@ def _cancel_check(run_id: int, timeout_at: float) -> Any:
                     raise
                 outages.drop_connection()
                 return False
-            state["cancelled"] = status in CANCEL_STATUSES
-        return state["cancelled"]
+            if status in self.stop_on:
+                self.seen = status
+        return self.seen is not None
 
-    return check
+    @property
+    def why(self) -> str:
+        if self.seen in FAILURE_STATUSES:
+            return "Stopped: another node of the run failed"
+        return "Cancelled while running"
 
 
 def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | None:
-    """Run one node of one run end to end; returns the node's final status, or None if skipped."""
+    """Run one node of one run end to end; returns the node's final status, or None if another
+    delivery or another status of the run had it not run here."""
     plan = outages.retrying(plans.get, run_id, what="reading the run")
     spec = plan.definition.node(node_id)
     claim = outages.retrying(claim_node, run_id, spec, task_id, what="claiming the node")
@@ -108,6 +130,16 @@ def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | N
         return None
     if claim is None:
         return None
+    reason = outages.retrying(
+        _skip_reason, run_id, spec, claim, plan, what="checking whether the node runs"
+    )
+    if reason is not None:
+        status = _finish(_end, run_id, spec, claim, NodeStatus.SKIPPED, reason=reason)
+        if status is not None:
+            signals.node_finished.send(
+                sender=PipelineRun, run_id=run_id, node_id=spec.id, status=status, error=reason
+            )
+        return status
     signals.node_started.send(
         sender=PipelineRun,
         run_id=run_id,
@@ -123,9 +155,27 @@ def execute_node(run_id: int, node_id: str, task_id: str = "") -> NodeStatus | N
     return status
 
 
-def _finish(step: Any, *args: Any) -> NodeStatus | None:
+def _finish(step: Any, *args: Any, **kwargs: Any) -> NodeStatus | None:
     """Record the node's outcome, waiting for the database if it is away."""
-    return outages.retrying(step, *args, what="recording the node")
+    return outages.retrying(step, *args, what="recording the node", **kwargs)
+
+
+def _skip_reason(
+    run_id: int, spec: definitions.NodeSpec, claim: Claim, plan: RunPlan
+) -> str | None:
+    """Why the claimed node must not run: every predecessor was skipped, or its ``when``."""
+    reason = graph.skip_reason(len(spec.predecessors), claim.reached)
+    if reason is not None or not spec.when:
+        return reason
+    data: dict[str, Any] = {}
+    if any(c.root not in (conditions.PAYLOAD, conditions.FAILURE) for c in spec.when):
+        data.update(_Outputs(run_id))
+    data[conditions.PAYLOAD] = plan.payload
+    if spec.on_failure_path:
+        data[conditions.FAILURE] = outages.retrying(
+            failure_of, run_id, what="reading the run's failure"
+        )
+    return conditions.evaluate(spec.when, data)
 
 
 def _execute_claimed(
@@ -139,6 +189,8 @@ def _execute_claimed(
         error = f"Node type '{spec.type}' is not installed here"
         return _finish(_finish_failed, run_id, spec, claim, error), error
     timeout = node_timeout(spec)
+    stop_on = CANCEL_STATUSES if spec.on_failure_path else CANCEL_STATUSES + FAILURE_STATUSES
+    check = _CancelCheck(run_id, time.monotonic() + timeout, stop_on)
     ctx = nodes.NodeContext(
         run_id=run_id,
         node_id=spec.id,
@@ -150,7 +202,12 @@ def _execute_claimed(
         trace_id=plan.trace_id,
         attempt=claim.attempt,
         logger=logging.getLogger(f"orchestrator.nodes.{spec.type}"),
-        cancel_check=_cancel_check(run_id, time.monotonic() + timeout),
+        cancel_check=check,
+        failure=(
+            outages.retrying(failure_of, run_id, what="reading the run's failure")
+            if spec.on_failure_path
+            else None
+        ),
     )
     started = time.monotonic()
     try:
@@ -158,7 +215,7 @@ def _execute_claimed(
             output = handler_cls().execute(ctx)
             json.dumps(output)  # an output the database cannot store fails the node, not the run
     except NodeCancelled:
-        return _finish(_finish_cancelled, run_id, spec, claim, started), ""
+        return _finish(_finish_cancelled, run_id, claim, started, check.why), ""
     except NodeTimeout:
         error = f"Node '{spec.id}' timed out after {timeout:g} s"
         return _finish(_finish_failed, run_id, spec, claim, error, started), error
@@ -173,7 +230,9 @@ def _execute_claimed(
         )
         error = str(exc) or type(exc).__name__
         return _finish(_finish_failed, run_id, spec, claim, error, started), error
-    return _finish(_finish_completed, run_id, spec, claim, output, started), ""
+    return _finish(
+        _end, run_id, spec, claim, NodeStatus.COMPLETED, output=output, started=started
+    ), ""
 
 
 def _node_row(claim: Claim) -> Any:
@@ -186,61 +245,59 @@ def _elapsed_ms(started: float | None) -> float | None:
     return None if started is None else round((time.monotonic() - started) * 1000, 2)
 
 
-def _finish_completed(
-    run_id: int, spec: definitions.NodeSpec, claim: Claim, output: Any, started: float
+def _end(
+    run_id: int,
+    spec: definitions.NodeSpec,
+    claim: Claim,
+    status: NodeStatus,
+    *,
+    output: Any = None,
+    error: str = "",
+    reason: str = "",
+    started: float | None = None,
 ) -> NodeStatus | None:
-    # On PostgreSQL recording and advancing is one statement, atomic by itself.
-    alone = spec.next is not None and statements.one_statement_completion()
+    """Record the node as ended (completed, skipped, or failed but optional) together with its
+    successors' arrivals, then move the run on. On PostgreSQL the recording is one statement."""
+    alone = statements.one_statement_end()
     with contextlib.nullcontext() if alone else transaction.atomic():
-        if spec.next is not None:
-            # The common case, in as few round trips as the database allows.
-            recorded, advanced = statements.complete_and_advance(
-                claim.node_run_id,
-                claim.attempt,
-                output,
-                _elapsed_ms(started),
-                run_id,
-                spec.next,
-                timezone.now(),
-            )
-        else:
-            recorded = _node_row(claim).update(
-                status=NodeStatus.COMPLETED,
-                output=output,
-                finished_at=timezone.now(),
-                duration_ms=_elapsed_ms(started),
-            )
-            advanced = False
-        if not recorded:  # another worker reclaimed this node meanwhile; its result stands
+        ended = statements.end_node(
+            claim.node_run_id,
+            claim.attempt,
+            status,
+            run_id=run_id,
+            start=start_action(spec),
+            successors=successors_of(run_id, spec),
+            now=timezone.now(),
+            output=output,
+            error=error,
+            reason=reason,
+            duration_ms=_elapsed_ms(started),
+        )
+        if not ended.recorded:  # another worker reclaimed this node meanwhile; its result stands
             return None
-        if advanced:
-            enqueue_after_commit(run_id, spec.next)
-        else:
-            advance(run_id, spec)
-    return NodeStatus.COMPLETED
+        advance(run_id, ended)
+    return status
 
 
 def _finish_failed(
     run_id: int, spec: definitions.NodeSpec, claim: Claim, error: str, started: float | None = None
 ) -> NodeStatus | None:
-    with transaction.atomic():
-        if claim.attempt <= spec.retries:
-            countdown = spec.retry_backoff_seconds * (2 ** (claim.attempt - 1))
-            if not _node_row(claim).update(status=NodeStatus.RETRYING, error=error):
-                return None
-            PipelineRun.objects.filter(pk=run_id).update(
-                dispatched_at=timezone.now() + timedelta(seconds=countdown)
-            )
+    if claim.attempt <= spec.retries:
+        return _retry(run_id, spec, claim, error)
+    if not spec.required:
+        status = _end(run_id, spec, claim, NodeStatus.FAILED, error=error, started=started)
+        if status is not None:
             events.record(
                 run_id,
-                RunEvent.NODE_RETRY,
+                RunEvent.NODE_FAILED,
                 spec.id,
                 attempt=claim.attempt,
                 error=error,
-                countdown=countdown,
+                required=False,
             )
-            transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec, countdown))
-            return NodeStatus.RETRYING
+        return status
+    with transaction.atomic():
+        lock_run(run_id)
         if not _node_row(claim).update(
             status=NodeStatus.FAILED,
             error=error,
@@ -249,29 +306,44 @@ def _finish_failed(
         ):
             return None
         events.record(
-            run_id,
-            RunEvent.NODE_FAILED,
-            spec.id,
-            attempt=claim.attempt,
-            error=error,
-            required=spec.required,
+            run_id, RunEvent.NODE_FAILED, spec.id, attempt=claim.attempt, error=error, required=True
         )
-        if spec.required:
-            move_run(run_id, Action.FAIL, error=f"Node '{spec.id}' failed: {error}")
-        else:
-            advance(run_id, spec)
+        fail(run_id, f"Node '{spec.id}' failed: {error}")
     return NodeStatus.FAILED
 
 
-def _finish_cancelled(
-    run_id: int, spec: definitions.NodeSpec, claim: Claim, started: float
-) -> NodeStatus | None:
+def _retry(run_id: int, spec: definitions.NodeSpec, claim: Claim, error: str) -> NodeStatus | None:
+    countdown = spec.retry_backoff_seconds * (2 ** (claim.attempt - 1))
+    now = timezone.now()
     with transaction.atomic():
+        lock_run(run_id)
+        if not _node_row(claim).update(
+            status=NodeStatus.RETRYING,
+            error=error,
+            dispatched_at=now + timedelta(seconds=countdown),
+        ):
+            return None
+        events.record(
+            run_id,
+            RunEvent.NODE_RETRY,
+            spec.id,
+            attempt=claim.attempt,
+            error=error,
+            countdown=countdown,
+        )
+        transaction.on_commit(lambda: dispatch.get().enqueue_node(run_id, spec, countdown))
+        settle(run_id)  # a pause waits for running nodes only, not for this one's backoff
+    return NodeStatus.RETRYING
+
+
+def _finish_cancelled(run_id: int, claim: Claim, started: float, why: str) -> NodeStatus | None:
+    with transaction.atomic():
+        lock_run(run_id)
         if not _node_row(claim).update(
             status=NodeStatus.CANCELLED,
             finished_at=timezone.now(),
             duration_ms=_elapsed_ms(started),
-            error="Cancelled while running",
+            error=why,
         ):
             return None
         settle(run_id)

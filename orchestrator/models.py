@@ -48,16 +48,11 @@ class PipelineRun(models.Model):
     environment = models.CharField(max_length=100, default="development")
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=_choices(RunStatus), default=RunStatus.QUEUED)
-    current_node = models.CharField(max_length=200, blank=True, default="")
-    resume_from = models.CharField(max_length=200, blank=True, default="")
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
-    dispatched_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the current node was last handed to the broker."
-    )
     queued_by = models.CharField(
         max_length=255, blank=True, default="", help_text="Host that queued it."
     )
@@ -79,6 +74,11 @@ class PipelineRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.pipeline_name}, {self.status})"
+
+    def nodes_in(self, *statuses: str) -> list[str]:
+        """Ids of this run's nodes in any of ``statuses``, in definition order."""
+        rows = self.node_runs.filter(status__in=statuses).order_by("position", "id")
+        return list(rows.values_list("node_id", flat=True))
 
     @property
     def is_linked(self) -> bool:
@@ -120,6 +120,18 @@ class NodeRun(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    reason = models.TextField(blank=True, default="", help_text="Why the node was skipped.")
+    awaiting = models.PositiveIntegerField(
+        default=0, help_text="Predecessors not ended yet (a join waits until none are left)."
+    )
+    reached = models.PositiveIntegerField(
+        default=0, help_text="Predecessors that ended without being skipped."
+    )
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the node was last handed to the broker (unset while the run is paused).",
+    )
 
     class Meta:
         ordering = ["run_id", "position", "id"]
@@ -150,6 +162,7 @@ class RunEvent(models.Model):
     CANCELLED = "cancelled"
     COMPLETED = "completed"
     FAILED = "failed"
+    ON_FAILURE = "on failure started"
     MIRRORED = "mirrored"
     MIRROR_FAILED = "mirror failed"
 

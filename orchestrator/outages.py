@@ -52,8 +52,8 @@ def drop_connection() -> None:
         connection.connection = None
 
 
-def retrying(step: Callable[..., T], *args: object, what: str) -> T:
-    """``step(*args)``, run again with backoff while the database is away.
+def retrying(step: Callable[..., T], *args: object, what: str, **kwargs: object) -> T:
+    """``step(*args, **kwargs)``, run again with backoff while the database is away.
 
     Only outside a transaction: a step that fails inside one is retried whole by its caller.
     Gives up (raising the last error) after ``ORCHESTRATOR_DB_RETRY_SECONDS``.
@@ -62,7 +62,7 @@ def retrying(step: Callable[..., T], *args: object, what: str) -> T:
     attempt = 0
     while True:
         try:
-            return step(*args)
+            return step(*args, **kwargs)
         except Error as exc:
             if connection.in_atomic_block or not transient(exc):
                 raise

@@ -1,4 +1,5 @@
-"""Recovery: re-dispatch nodes whose worker went silent and runs that nothing is executing.
+"""Recovery: re-dispatch nodes whose worker went silent and ready nodes that nothing is
+executing, branch by branch, and settle runs whose last boundary was left half done.
 
 Every worker runs a pass periodically (:mod:`orchestrator.healing`), one at a time across all
 hosts under a lease; celery beat may too, and ``orchestrator recover`` runs one on demand. Every
@@ -16,16 +17,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import Error, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from orchestrator import backlog, conf, dispatch, engine, events, lease
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
-from orchestrator.state import NodeStatus, RunStatus
+from orchestrator.state import OPEN_NODES, NodeStatus, RunStatus
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.CANCELLING]
+ACTIVE = [
+    RunStatus.QUEUED,
+    RunStatus.RUNNING,
+    RunStatus.PAUSING,
+    RunStatus.CANCELLING,
+    RunStatus.FAILING,
+]
+#: Runs whose ready nodes may start now (the on_failure path's, for a failing run).
+STARTING = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILING]
 #: The lease every periodic pass takes, so that one pass runs at a time across all hosts.
 LEASE = "orchestrator-recovery"
 
@@ -34,6 +43,7 @@ LEASE = "orchestrator-recovery"
 class RecoveryReport:
     stale_nodes: list[tuple[int, str]] = field(default_factory=list)
     stalled_runs: list[tuple[int, str]] = field(default_factory=list)
+    settled_runs: list[tuple[int, str]] = field(default_factory=list)
     #: Runs this pass could not handle: (run id, node id, reason); each is a RECOVERY_FAILED event.
     failed: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -41,12 +51,13 @@ class RecoveryReport:
         return {
             "stale_nodes": [{"run_id": r, "node_id": n} for r, n in self.stale_nodes],
             "stalled_runs": [{"run_id": r, "node_id": n} for r, n in self.stalled_runs],
+            "settled_runs": [{"run_id": r, "status": s} for r, s in self.settled_runs],
             "failed": [{"run_id": r, "node_id": n, "reason": why} for r, n, why in self.failed],
         }
 
     @property
     def total(self) -> int:
-        return len(self.stale_nodes) + len(self.stalled_runs)
+        return len(self.stale_nodes) + len(self.stalled_runs) + len(self.settled_runs)
 
 
 def recover_under_lease(
@@ -69,7 +80,7 @@ def recover_under_lease(
 
 
 def recover(redispatch_after: float | None = None) -> RecoveryReport:
-    """One recovery pass; returns what it re-dispatched.
+    """One recovery pass; returns what it re-dispatched and settled.
 
     ``redispatch_after`` overrides ORCHESTRATOR_REDISPATCH_AFTER for this pass (0: every run
     waiting on the broker counts as stalled now). Raises BrokerUnavailable, having changed
@@ -78,6 +89,20 @@ def recover(redispatch_after: float | None = None) -> RecoveryReport:
     dispatch.get().check()
     report = RecoveryReport()
     now = timezone.now()
+    _redispatch_silent(report, now)
+    if redispatch_after is None:
+        redispatch_after = conf.get("ORCHESTRATOR_REDISPATCH_AFTER")
+    quiet_before = now - timedelta(seconds=redispatch_after)
+    for pk, run_id, node_id, dispatched_at in _stalled(report, now, quiet_before):
+        with _each_run(report, run_id, node_id):
+            if _redispatch_stalled(pk, run_id, node_id, dispatched_at, now):
+                report.stalled_runs.append((run_id, node_id))
+    _settle_idle(report)
+    return report
+
+
+def _redispatch_silent(report: RecoveryReport, now: datetime) -> None:
+    """Running nodes whose worker stopped beating go back to QUEUED and to the broker."""
     stale_before = now - timedelta(seconds=conf.get("ORCHESTRATOR_HEARTBEAT_TIMEOUT"))
     silent = NodeRun.objects.filter(
         Q(heartbeat__lt=stale_before) | Q(heartbeat__isnull=True, started_at__lt=stale_before),
@@ -89,15 +114,6 @@ def recover(redispatch_after: float | None = None) -> RecoveryReport:
             if _requeue_silent(pk, run_id, node_id, heartbeat, now):
                 report.stale_nodes.append((run_id, node_id))
 
-    if redispatch_after is None:
-        redispatch_after = conf.get("ORCHESTRATOR_REDISPATCH_AFTER")
-    quiet_before = now - timedelta(seconds=redispatch_after)
-    for run_id, node_id, dispatched_at in _stalled(report, now, quiet_before):
-        with _each_run(report, run_id, node_id):
-            if _redispatch_stalled(run_id, node_id, dispatched_at, now):
-                report.stalled_runs.append((run_id, node_id))
-    return report
-
 
 def _requeue_silent(
     pk: int, run_id: int, node_id: str, heartbeat: datetime | None, now: datetime
@@ -105,10 +121,9 @@ def _requeue_silent(
     with transaction.atomic():
         # Back to QUEUED only if nobody beat or reclaimed it since we looked; its worker is lost.
         if not NodeRun.objects.filter(pk=pk, status=NodeStatus.RUNNING, heartbeat=heartbeat).update(
-            status=NodeStatus.QUEUED, heartbeat=now, losses=F("losses") + 1
+            status=NodeStatus.QUEUED, heartbeat=now, dispatched_at=now, losses=F("losses") + 1
         ):
             return False
-        PipelineRun.objects.filter(pk=run_id).update(dispatched_at=now)
         events.record(
             run_id,
             RunEvent.NODE_REDISPATCHED,
@@ -122,56 +137,43 @@ def _requeue_silent(
 
 def _stalled(
     report: RecoveryReport, now: datetime, quiet_before: datetime
-) -> list[tuple[int, str, datetime]]:
-    """Runs whose current node waits on the broker since before ``quiet_before``, as many per
-    queue as that queue is missing messages (a node COMPLETED but not moved on is always
-    included: it needs no message, only settling)."""
-    waiting = list(
-        PipelineRun.objects.filter(status__in=ACTIVE, dispatched_at__lte=now)
-        .exclude(current_node="")
-        .order_by("dispatched_at", "pk")
-        .values_list("pk", "current_node", "dispatched_at")
+) -> list[tuple[int, int, str, datetime]]:
+    """Ready nodes handed to the broker before ``quiet_before`` and never claimed (their message
+    may be lost), as many per queue as that queue is missing messages: (node run id, run id,
+    node id, when it was handed out), the longest waiting first."""
+    waiting = (
+        NodeRun.objects.filter(
+            status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING],
+            dispatched_at__lte=now,
+            run__status__in=STARTING,
+        )
+        .order_by("dispatched_at", "run_id", "position")
+        .values_list("pk", "run_id", "node_id", "dispatched_at", "run__status")
     )
-    if not waiting:
-        return []
-    nodes = NodeRun.objects.filter(
-        run__status__in=ACTIVE, status__in=[NodeStatus.RUNNING, NodeStatus.COMPLETED]
-    ).values_list("run_id", "node_id", "status")
-    progress = {(run_id, node_id): status for run_id, node_id, status in nodes}
-    settling: list[tuple[int, str, datetime]] = []
-    stalled: dict[str, list[tuple[int, str, datetime]]] = {}
+    stalled: dict[str, list[tuple[int, int, str, datetime]]] = {}
     on_queue: Counter[str] = Counter()
-    for run_id, node_id, dispatched_at in waiting:
-        status = progress.get((run_id, node_id))
-        if status == NodeStatus.RUNNING:
-            continue
-        if status == NodeStatus.COMPLETED:
-            if dispatched_at < quiet_before:
-                settling.append((run_id, node_id, dispatched_at))
-            continue
+    for pk, run_id, node_id, dispatched_at, run_status in waiting:
         try:
-            queue = _queue_of(run_id, node_id)
+            spec = engine.plans.get(run_id).definition.node(node_id)
         except Error:
             raise  # the database is away: the whole pass stops, to run again later
         except Exception as exc:  # a run this host cannot read: recorded once it is stalled
             if dispatched_at < quiet_before:
                 _record_failure(report, run_id, node_id, exc)
             continue
+        if run_status == RunStatus.FAILING and not spec.on_failure_path:
+            continue  # it will never start: settling the run cancels it
+        queue = spec.queue or conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
         on_queue[queue] += 1
         if dispatched_at < quiet_before:
-            stalled.setdefault(queue, []).append((run_id, node_id, dispatched_at))
+            stalled.setdefault(queue, []).append((pk, run_id, node_id, dispatched_at))
     depths = _depths(list(stalled))
     chosen = [
         item
         for queue, items in stalled.items()
         for item in backlog.to_send_again(items, on_queue[queue], depths.get(queue))
     ]
-    return settling + sorted(chosen, key=lambda item: (item[2], item[0]))
-
-
-def _queue_of(run_id: int, node_id: str) -> str:
-    spec = engine.plans.get(run_id).definition.node(node_id)
-    return spec.queue or conf.get("ORCHESTRATOR_DEFAULT_QUEUE")
+    return sorted(chosen, key=lambda item: (item[3], item[1]))
 
 
 def _depths(queues: list[str]) -> dict[str, int | None]:
@@ -185,23 +187,16 @@ def _depths(queues: list[str]) -> dict[str, int | None]:
         return {}
 
 
-def _redispatch_stalled(run_id: int, node_id: str, dispatched_at: datetime, now: datetime) -> bool:
-    node_status = (
-        NodeRun.objects.filter(run_id=run_id, node_id=node_id)
-        .values_list("status", flat=True)
-        .first()
-    )
-    if node_status == NodeStatus.COMPLETED:
-        # The node was recorded but the process stopped before settling a pause or cancel
-        # asked for meanwhile (two statements apart): settle it now.
-        nxt = engine.plans.get(run_id).definition.node(node_id).next
-        return bool(engine.settle(run_id, resume_from=nxt or ""))
-    if node_status == NodeStatus.RUNNING:
-        return False
+def _redispatch_stalled(
+    pk: int, run_id: int, node_id: str, dispatched_at: datetime, now: datetime
+) -> bool:
+    """Hand a stalled node to the broker again, unless it was claimed or handed out since."""
     with transaction.atomic():
-        if not PipelineRun.objects.filter(pk=run_id, dispatched_at=dispatched_at).update(
-            dispatched_at=now
-        ):
+        if not NodeRun.objects.filter(
+            pk=pk,
+            status__in=[NodeStatus.QUEUED, NodeStatus.RETRYING],
+            dispatched_at=dispatched_at,
+        ).update(dispatched_at=now):
             return False
         events.record(
             run_id,
@@ -212,6 +207,27 @@ def _redispatch_stalled(run_id: int, node_id: str, dispatched_at: datetime, now:
         )
         engine.enqueue_after_commit(run_id, node_id)
     return True
+
+
+def _settle_idle(report: RecoveryReport) -> None:
+    """Runs with nothing running whose settling was left undone (a process stopped between
+    recording its node and settling the run): pause, cancel, fail or complete them now."""
+    running = NodeRun.objects.filter(run_id=OuterRef("pk"), status=NodeStatus.RUNNING)
+    open_nodes = NodeRun.objects.filter(run_id=OuterRef("pk"), status__in=OPEN_NODES)
+    rows = (
+        PipelineRun.objects.annotate(has_running=Exists(running), has_open=Exists(open_nodes))
+        .filter(
+            Q(status__in=[RunStatus.PAUSING, RunStatus.CANCELLING, RunStatus.FAILING])
+            & Q(has_running=False)
+            | Q(status=RunStatus.RUNNING, has_open=False)
+        )
+        .values_list("pk", flat=True)
+    )
+    for run_id in rows:
+        with _each_run(report, run_id, ""):
+            moved = engine.settle(run_id)
+            if moved is not None:
+                report.settled_runs.append((run_id, str(moved)))
 
 
 class _each_run:

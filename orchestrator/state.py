@@ -15,6 +15,7 @@ class RunStatus(str, Enum):
     PAUSING = "PAUSING"
     PAUSED = "PAUSED"
     CANCELLING = "CANCELLING"
+    FAILING = "FAILING"  # a required node failed: in-flight nodes stop, then on_failure runs
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -24,6 +25,7 @@ class RunStatus(str, Enum):
 
 
 class NodeStatus(str, Enum):
+    WAITING = "WAITING"  # a join: some of its predecessors have ended, not all
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     RETRYING = "RETRYING"
@@ -43,6 +45,7 @@ class Action(str, Enum):
     CANCEL = "cancel"
     RESUME = "resume"
     START = "start"  # a node is claimed
+    ON_FAILURE = "on_failure"  # a node of the on_failure path is claimed
     SETTLE = "settle"  # a node boundary reached while pausing or cancelling
     COMPLETE = "complete"
     FAIL = "fail"
@@ -85,10 +88,16 @@ TABLE: dict[tuple[RunStatus, Action], RunStatus | Outcome] = {
     (S.RUNNING, A.COMPLETE): S.COMPLETED,
     (S.PAUSING, A.COMPLETE): S.COMPLETED,  # the last node ended: nothing is left to pause before
     (S.CANCELLING, A.COMPLETE): S.CANCELLED,
-    (S.RUNNING, A.FAIL): S.FAILED,
-    (S.PAUSING, A.FAIL): S.FAILED,
-    (S.CANCELLING, A.FAIL): S.CANCELLED,
-    (S.QUEUED, A.FAIL): S.FAILED,
+    # A required node failed: nodes in flight are asked to stop, then on_failure runs, then the
+    # run settles to FAILED. A run being cancelled stays so: it settles to CANCELLED.
+    (S.RUNNING, A.FAIL): S.FAILING,
+    (S.PAUSING, A.FAIL): S.FAILING,
+    (S.FAILING, A.FAIL): Outcome.NOOP,
+    (S.CANCELLING, A.FAIL): Outcome.NOOP,
+    (S.QUEUED, A.FAIL): S.FAILED,  # it could not be handed to any executor
+    (S.FAILING, A.ON_FAILURE): S.FAILING,
+    (S.FAILING, A.SETTLE): S.FAILED,
+    (S.FAILING, A.CANCEL): S.CANCELLING,
 }
 
 #: When each control signal is allowed, in the words the CLI prints.
@@ -100,6 +109,29 @@ ALLOWED_WHEN: dict[Action, str] = {
 }
 
 
+class Idle(str, Enum):
+    """Which of a run's nodes must have stopped before an engine step may apply to it."""
+
+    OPEN = "open"  # no node ready or running
+    RUNNING = "running"  # no node running
+    FAILURE_PATH = "failure path"  # no node running, and no node of the on_failure path ready
+
+
+#: Node statuses of a node that is ready or running.
+OPEN_NODES = (NodeStatus.QUEUED, NodeStatus.RUNNING, NodeStatus.RETRYING)
+#: Node statuses of a node that has not started and will not once its run has ended.
+PENDING_NODES = (NodeStatus.WAITING, NodeStatus.QUEUED, NodeStatus.RETRYING)
+
+#: At a node boundary, the steps a run in each status may take, in order, each once the nodes
+#: named have stopped. A failing run starts its on_failure node first, if it has one.
+SETTLE_STEPS: dict[RunStatus, tuple[tuple[Action, Idle], ...]] = {
+    S.RUNNING: ((A.COMPLETE, Idle.OPEN),),
+    S.PAUSING: ((A.COMPLETE, Idle.OPEN), (A.SETTLE, Idle.RUNNING)),
+    S.CANCELLING: ((A.SETTLE, Idle.RUNNING),),
+    S.FAILING: ((A.SETTLE, Idle.FAILURE_PATH),),
+}
+
+
 def transition(status: RunStatus | str, action: Action) -> RunStatus | Outcome:
     """The status that ``action`` leads to from ``status``, or NOOP / REFUSED."""
     return TABLE.get((RunStatus(status), action), Outcome.REFUSED)
@@ -108,6 +140,16 @@ def transition(status: RunStatus | str, action: Action) -> RunStatus | Outcome:
 def sources_for(action: Action) -> list[RunStatus]:
     """Every status from which ``action`` changes the status (for compare-and-set filters)."""
     return [s for (s, a), target in TABLE.items() if a == action and isinstance(target, RunStatus)]
+
+
+def advancing(start: Action) -> tuple[list[RunStatus], list[RunStatus]]:
+    """For nodes claimed with ``start`` (START, or ON_FAILURE on the on_failure path): the run
+    statuses in which a node that ended moves the graph on (records its successors' arrivals),
+    and those of them in which ready successors are handed out at once. A pausing run records
+    them, to be handed out on resume; a cancelling or failing one starts nothing more."""
+    dispatching = sources_for(start)
+    held = [S.PAUSING] if start == A.START else []
+    return dispatching + held, dispatching
 
 
 def is_terminal(status: RunStatus | str) -> bool:

@@ -1,69 +1,99 @@
-"""The engine's hot-path SQL: claiming a node and recording a completed one.
+"""The engine's hot-path SQL: claiming a node, and recording a node's end together with its
+successors' arrivals.
 
 On PostgreSQL each is one statement (data-modifying CTEs), so a node costs two round trips;
 elsewhere (SQLite) each is two statements, the second pair inside the caller's transaction.
 Every statement is a compare-and-set: it changes a row only from the states the engine allows.
+Joins are counted in the successor's own row (:func:`orchestrator.graph.arrive`, in SQL): the
+statement that records a predecessor's end decrements the join's ``awaiting``, and the one that
+takes it to zero makes it QUEUED; row locks (PostgreSQL) or the write lock (SQLite) order two
+predecessors ending at once, so exactly one of them readies the join.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.db import connection
 
 from orchestrator.models import NodeRun, PipelineRun
-from orchestrator.state import Action, RunStatus, sources_for
+from orchestrator.state import Action, NodeStatus, RunStatus, advancing, sources_for, transition
 
 RUN = PipelineRun._meta.db_table
 NODE = NodeRun._meta.db_table
-STARTABLE = ", ".join(f"'{s.value}'" for s in sources_for(Action.START))
 
-# Claiming a stale RUNNING node counts one more lost worker; a retry starts counting afresh.
-_UPSERT_NODE = f"""
-INSERT INTO {NODE}
-    (run_id, node_id, node_type, position, status, attempt, task_id, worker, holder, losses,
-     heartbeat, started_at, error)
-{{source}}
-ON CONFLICT (run_id, node_id) DO UPDATE SET
-    status = 'RUNNING', attempt = {NODE}.attempt + 1, task_id = excluded.task_id,
-    worker = excluded.worker, holder = excluded.holder, heartbeat = excluded.heartbeat,
-    started_at = excluded.started_at, finished_at = NULL, error = '',
-    losses = CASE {NODE}.status WHEN 'RUNNING' THEN {NODE}.losses + 1
-                                WHEN 'RETRYING' THEN 0 ELSE {NODE}.losses END
-WHERE {NODE}.status IN ('QUEUED', 'RETRYING')
-   OR ({NODE}.status = 'RUNNING' AND {NODE}.heartbeat < %(stale)s)
-RETURNING id, attempt, losses
-"""
-_NODE_VALUES = (
-    "%(run)s, %(node)s, %(type)s, %(position)s, 'RUNNING', 1, %(task)s, %(worker)s, "
-    "%(holder)s, 0, %(now)s, %(now)s, ''"
-)
+
+def _statuses(statuses: list[RunStatus]) -> str:
+    return ", ".join(f"'{s.value}'" for s in statuses) or "NULL"
+
+
 _CLAIM_RUN = f"""
-UPDATE {RUN} SET status = 'RUNNING', started_at = COALESCE(started_at, %(now)s)
-WHERE id = %(run)s AND status IN ({STARTABLE}) AND current_node = %(node)s
+UPDATE {RUN} SET status = '{{target}}', started_at = COALESCE(started_at, %(now)s)
+WHERE id = %(run)s AND status IN ({{sources}})
 """
+#: Claiming a stale RUNNING node counts one more lost worker; a retry starts counting afresh.
+_CLAIM_NODE = f"""
+UPDATE {NODE} SET
+    status = 'RUNNING', attempt = attempt + 1, task_id = %(task)s, worker = %(worker)s,
+    holder = %(holder)s, heartbeat = %(now)s, started_at = %(now)s, finished_at = NULL,
+    error = '',
+    losses = CASE status WHEN 'RUNNING' THEN losses + 1 WHEN 'RETRYING' THEN 0 ELSE losses END
+WHERE run_id = %(run)s AND node_id = %(node)s
+  AND (status IN ('QUEUED', 'RETRYING') OR (status = 'RUNNING' AND heartbeat < %(stale)s))
+  {{also}}
+RETURNING id, attempt, reached, losses
+"""
+#: On PostgreSQL a queued run is started with an UPDATE, and a running one is only share-locked:
+#: claims of parallel branches do not wait on each other, while a pause or cancel (an UPDATE)
+#: still waits for a claim in flight, or is seen by it.
 _CLAIM_PG = f"""
-WITH claimed_run AS ({_CLAIM_RUN} RETURNING id),
-claimed_node AS ({_UPSERT_NODE.format(source=f"SELECT {_NODE_VALUES} FROM claimed_run")})
+WITH started AS (
+    UPDATE {RUN} SET status = '{{target}}', started_at = COALESCE(started_at, %(now)s)
+    WHERE id = %(run)s AND status IN ({{starting}}) RETURNING id
+),
+held AS (SELECT id FROM {RUN} WHERE id = %(run)s AND status IN ({{holding}}) FOR SHARE),
+claimed_run AS (SELECT id FROM started UNION ALL SELECT id FROM held),
+claimed_node AS ({{node}})
 SELECT (SELECT count(*) FROM claimed_run), claimed_node.id, claimed_node.attempt,
-    claimed_node.losses
+       claimed_node.reached, claimed_node.losses
 FROM (SELECT 1) AS one LEFT JOIN claimed_node ON true
 """
-_COMPLETE_NODE = f"""
-UPDATE {NODE} SET status = 'COMPLETED', output = %(output)s{{cast}}, finished_at = %(now)s,
-    duration_ms = %(duration)s
+
+_END_NODE = f"""
+UPDATE {NODE} SET status = %(status)s, output = %(output)s{{cast}}, error = %(error)s,
+    reason = %(reason)s, finished_at = %(now)s, duration_ms = %(duration)s
 WHERE id = %(id)s AND status = 'RUNNING' AND attempt = %(attempt)s
 """
-_ADVANCE_RUN = f"""
-UPDATE {RUN} SET current_node = %(next)s, dispatched_at = %(now)s
-WHERE id = %(run)s AND status = '{RunStatus.RUNNING.value}'
+#: A successor's arrival, as :func:`orchestrator.graph.arrive` says: inserted WAITING (QUEUED if
+#: this was its only predecessor), else one fewer awaited; QUEUED once none is left. Handed out
+#: at once (``dispatched_at`` set) only when the run lets nodes start now.
+_ARRIVE = f"""
+INSERT INTO {NODE} (run_id, node_id, node_type, position, status, attempt, task_id, worker,
+                    holder, losses, error, reason, awaiting, reached, dispatched_at)
+SELECT %(run)s, s.node_id, s.node_type, s.position,
+       CASE WHEN s.awaiting <= 1 THEN 'QUEUED' ELSE 'WAITING' END, 0, '', '', '', 0, '', '',
+       s.awaiting - 1, %(live)s,
+       CASE WHEN {{run_status}} IN ({{dispatching}}) THEN %(now)s END
+FROM {{successors}}
+WHERE {{ended}} {{run_status}} IN ({{advancing}})
+ON CONFLICT (run_id, node_id) DO UPDATE SET
+    awaiting = {NODE}.awaiting - 1,
+    reached = {NODE}.reached + excluded.reached,
+    status = CASE WHEN {NODE}.awaiting <= 1 THEN 'QUEUED' ELSE 'WAITING' END,
+    dispatched_at = excluded.dispatched_at
+WHERE {NODE}.status = 'WAITING'
+RETURNING node_id, status, dispatched_at IS NOT NULL{{returning}}
 """
-_COMPLETE_PG = f"""
-WITH node AS ({_COMPLETE_NODE.format(cast="::jsonb")} RETURNING id),
-moved AS ({_ADVANCE_RUN} AND EXISTS (SELECT 1 FROM node) RETURNING id)
-SELECT (SELECT count(*) FROM node), (SELECT count(*) FROM moved)
+_END_PG = """
+WITH ended AS ({end} RETURNING id),
+r AS (SELECT status FROM {run} WHERE id = %(run)s),
+arrived AS ({arrive})
+SELECT (SELECT count(*) FROM ended), (SELECT status FROM r), arrived.*
+FROM (SELECT 1) AS one LEFT JOIN arrived ON true
 """
 
 
@@ -71,15 +101,15 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def one_statement_completion() -> bool:
-    """Whether :func:`complete_and_advance` is atomic without a surrounding transaction."""
+def one_statement_end() -> bool:
+    """Whether :func:`end_node` is atomic without a surrounding transaction."""
     return _postgres()
 
 
-def _fetch(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+def _fetchall(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        return cursor.fetchall()
 
 
 def _rowcount(sql: str, params: dict[str, Any]) -> int:
@@ -88,65 +118,160 @@ def _rowcount(sql: str, params: dict[str, Any]) -> int:
         return cursor.rowcount
 
 
+@cache
+def _claim_sql(start: Action, postgres: bool) -> tuple[str, str]:
+    sources = sources_for(start)
+    target = transition(sources[-1], start)
+    if postgres:
+        # Statuses the claim changes (a queued run starts), and those it keeps (share-locked).
+        starting = [s for s in sources if s != target]
+        node = _CLAIM_NODE.format(also="AND EXISTS (SELECT 1 FROM claimed_run)")
+        return _CLAIM_PG.format(
+            target=target,
+            starting=_statuses(starting),
+            holding=_statuses([s for s in sources if s not in starting]),
+            node=node,
+        ), ""
+    return _CLAIM_RUN.format(target=target, sources=_statuses(sources)), _CLAIM_NODE.format(also="")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed node run: its id, this attempt, how many predecessors reached it, and how many
+    workers were lost while running this attempt."""
+
+    node_run_id: int
+    attempt: int
+    reached: int
+    losses: int
+
+
 def claim(
     run_id: int,
     node_id: str,
-    node_type: str,
-    position: int,
+    start: Action,
     task_id: str,
     worker: str,
     holder: str,
     now: datetime,
     stale: datetime,
-) -> tuple[bool, tuple[int, int, int] | None]:
-    """Claim the run (it must await this node) and then the node; returns whether the run was
-    claimed, and the node run's (id, attempt, losses) when the node was too."""
+) -> tuple[bool, Claimed | None]:
+    """Claim the run (its status must let a node start with ``start``) and then the node (it
+    must be ready, or running with a stale heartbeat); returns whether the run was claimed, and
+    the node when it was too."""
     adapt = connection.ops.adapt_datetimefield_value
     params = {
         "run": run_id,
         "node": node_id,
-        "type": node_type,
-        "position": position,
         "task": task_id,
         "worker": worker,
         "holder": holder,
         "now": adapt(now),
         "stale": adapt(stale),
     }
+    first, second = _claim_sql(start, _postgres())
     if _postgres():
-        row = _fetch(_CLAIM_PG, params)
-        assert row is not None
-        return bool(row[0]), (row[1], row[2], row[3]) if row[1] is not None else None
-    if not _rowcount(_CLAIM_RUN, params):
+        row = _fetchall(first, params)[0]
+        return bool(row[0]), Claimed(*row[1:5]) if row[1] is not None else None
+    if not _rowcount(first, params):
         return False, None
-    node = _fetch(_UPSERT_NODE.format(source=f"VALUES ({_NODE_VALUES})"), params)
-    return True, (node[0], node[1], node[2]) if node else None
+    rows = _fetchall(second, params)
+    return True, Claimed(*rows[0]) if rows else None
 
 
-def complete_and_advance(
+@dataclass(frozen=True)
+class Ended:
+    """What recording a node's end did: whether it was recorded (the claim still held), the
+    run's status when it was read (None when not read), and each successor it reached: (node id,
+    its status now, whether it was handed out)."""
+
+    recorded: bool
+    run_status: str | None
+    arrivals: list[tuple[str, str, bool]]
+
+
+@cache
+def _end_sql(start: Action, postgres: bool, successors: int) -> tuple[str, str]:
+    moving, dispatching = advancing(start)
+    if postgres:
+        arrive = _ARRIVE.format(
+            run_status="r.status",
+            dispatching=_statuses(dispatching),
+            advancing=_statuses(moving),
+            successors="unnest(%(ids)s::text[], %(types)s::text[], %(positions)s::int[], "
+            "%(preds)s::int[]) AS s(node_id, node_type, position, awaiting), r",
+            ended="EXISTS (SELECT 1 FROM ended) AND",
+            returning="",
+        )
+        end = _END_NODE.format(cast="::jsonb")
+        return _END_PG.format(end=end, run=RUN, arrive=arrive), ""
+    status = f"(SELECT status FROM {RUN} WHERE id = %(run)s)"
+    rows = ", ".join(
+        f"(%(id{i})s, %(type{i})s, %(position{i})s, %(preds{i})s)" for i in range(successors)
+    )
+    arrive = _ARRIVE.format(
+        run_status=status,
+        dispatching=_statuses(dispatching),
+        advancing=_statuses(moving),
+        # SQLite names the columns of a VALUES list column1, column2, ...
+        successors=f"(SELECT column1 AS node_id, column2 AS node_type, column3 AS position, "
+        f"column4 AS awaiting FROM (VALUES {rows})) AS s",
+        ended="",
+        returning=f", {status}",
+    )
+    return _END_NODE.format(cast=""), arrive
+
+
+def end_node(
     node_run_id: int,
     attempt: int,
-    output: Any,
-    duration_ms: float | None,
+    status: NodeStatus,
+    *,
     run_id: int,
-    next_id: str,
+    start: Action,
+    successors: list[tuple[str, str, int, int]],
     now: datetime,
-) -> tuple[bool, bool]:
-    """Record the node COMPLETED and point the RUNNING run at ``next_id``; returns (recorded,
-    advanced). Outside PostgreSQL the caller must hold a transaction."""
-    params = {
+    output: Any = None,
+    error: str = "",
+    reason: str = "",
+    duration_ms: float | None = None,
+) -> Ended:
+    """Record the RUNNING node run as ended with ``status`` and, if the run still moves its graph
+    on, each successor's arrival; ``successors`` are (id, type, position, predecessors).
+    Outside PostgreSQL the caller must hold a transaction."""
+    from orchestrator.graph import is_live
+
+    params: dict[str, Any] = {
         "id": node_run_id,
         "attempt": attempt,
-        "output": json.dumps(output),
+        "status": str(status),
+        "output": json.dumps(output) if status == NodeStatus.COMPLETED else None,
+        "error": error,
+        "reason": reason,
         "duration": duration_ms,
         "now": connection.ops.adapt_datetimefield_value(now),
         "run": run_id,
-        "next": next_id,
+        "live": 1 if is_live(status) else 0,
     }
     if _postgres():
-        row = _fetch(_COMPLETE_PG, params)
-        assert row is not None
-        return bool(row[0]), bool(row[1])
-    if not _rowcount(_COMPLETE_NODE.format(cast=""), params):
-        return False, False
-    return True, bool(_rowcount(_ADVANCE_RUN, params))
+        params.update(
+            ids=[s[0] for s in successors],
+            types=[s[1] for s in successors],
+            positions=[s[2] for s in successors],
+            preds=[s[3] for s in successors],
+        )
+        sql, _ = _end_sql(start, True, 0)
+        rows = _fetchall(sql, params)
+        arrivals = [(r[2], r[3], bool(r[4])) for r in rows if r[2] is not None]
+        return Ended(bool(rows[0][0]), rows[0][1], arrivals)
+    end, arrive = _end_sql(start, False, len(successors))
+    if not _rowcount(end, params):
+        return Ended(False, None, [])
+    if not successors:
+        return Ended(True, None, [])
+    for i, (node_id, node_type, position, preds) in enumerate(successors):
+        params.update(
+            {f"id{i}": node_id, f"type{i}": node_type, f"position{i}": position, f"preds{i}": preds}
+        )
+    rows = _fetchall(arrive, params)
+    return Ended(True, rows[0][3] if rows else None, [(r[0], r[1], bool(r[2])) for r in rows])

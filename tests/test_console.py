@@ -112,10 +112,11 @@ def test_run_page_shows_the_graph_and_only_the_buttons_the_table_allows():
     viewer_page = signed_in("viewer").get(f"/runs/{run.pk}/").content.decode()
     assert ">Pause</button>" not in viewer_page  # no permission, no buttons
 
-    PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.PAUSED, resume_from="second")
+    PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.PAUSED)
+    NodeRun.objects.create(run=run, node_id="second", node_type="wait", status=NodeStatus.QUEUED)
     live = operator.get(f"/runs/{run.pk}/live", **FETCH).json()
     assert live["status"] == "PAUSED" and live["terminal"] is False
-    assert live["nodes"] == {"first": "RUNNING"}
+    assert live["nodes"] == {"first": "RUNNING", "second": "QUEUED"}
     assert ">Resume</button>" in live["html"]["actions"] and "Pause" not in live["html"]["actions"]
     assert "Resumes at" in live["html"]["summary"]
 

@@ -52,34 +52,42 @@ HEALTH = chain(("metrics", 0), ("analyze", 0), ("notify", 0), name="health-check
 def node_run(run: PipelineRun, node_id: str, status: str, position: int) -> NodeRun:
     """A node record as the engine leaves it; a RUNNING one has a fresh heartbeat."""
     now = timezone.now()
-    return NodeRun.objects.create(
+    started = status != NodeStatus.QUEUED
+    node, _ = NodeRun.objects.update_or_create(
         run=run,
         node_id=node_id,
-        node_type="wait",
-        position=position,
-        status=status,
-        attempt=1,
-        started_at=now,
-        heartbeat=now if status == NodeStatus.RUNNING else None,
+        defaults={
+            "node_type": "wait",
+            "position": position,
+            "status": status,
+            "attempt": 1 if started else 0,
+            "started_at": now if started else None,
+            "heartbeat": now if status == NodeStatus.RUNNING else None,
+            "reached": 1,
+        },
     )
+    return node
 
 
 def run_in(status: str) -> PipelineRun:
     """A run of HEALTH put straight into ``status``, with the node records that status implies."""
-    run = engine.create_run(HEALTH, payload={})
-    fields: dict = {"status": status}
-    if status in ("RUNNING", "PAUSING", "CANCELLING"):
+    run = engine.create_run(HEALTH, payload={})  # metrics is queued
+    if status in ("RUNNING", "PAUSING", "CANCELLING", "FAILING"):
         node_run(run, "metrics", NodeStatus.COMPLETED, 0)
         node_run(run, "analyze", NodeStatus.RUNNING, 1)
-        fields["current_node"] = "analyze"
     elif status == "PAUSED":
         node_run(run, "metrics", NodeStatus.COMPLETED, 0)
-        fields.update(current_node="", resume_from="analyze")
+        node_run(run, "analyze", NodeStatus.QUEUED, 1)
     elif status != "QUEUED":
-        fields["current_node"] = ""
-    PipelineRun.objects.filter(pk=run.pk).update(**fields)
+        node_run(run, "metrics", NodeStatus.COMPLETED, 0)
+    PipelineRun.objects.filter(pk=run.pk).update(status=status)
     run.refresh_from_db()
     return run
+
+
+def started(run: PipelineRun) -> list[str]:
+    """The nodes of the run that were ever claimed."""
+    return list(run.node_runs.filter(attempt__gt=0).values_list("node_id", flat=True))
 
 
 def status_of(run: PipelineRun) -> str:
@@ -139,10 +147,11 @@ def test_pause_on_a_queued_run_pauses_it_at_once_before_its_entry_node():
         f"Pipeline run {run.pk} has been paused. Resume it with: orchestrator pr resume {run.pk}"
     )
     run.refresh_from_db()
-    assert (run.status, run.resume_from, run.current_node) == ("PAUSED", "metrics", "")
+    assert (run.status, run.nodes_in(NodeStatus.QUEUED)) == ("PAUSED", ["metrics"])
+    assert started(run) == []
     assert kinds(run) == [RunEvent.QUEUED, RunEvent.PAUSE_REQUESTED, RunEvent.PAUSED]
     paused = run.events.get(kind=RunEvent.PAUSED)
-    assert paused.details == {"resume_from": "metrics"}
+    assert paused.details == {"resume_from": ["metrics"]}
     assert_from_this_process(paused)
 
 
@@ -266,28 +275,28 @@ def test_a_late_delivery_of_a_completed_node_leaves_a_running_run_where_it_is():
     run = run_in("RUNNING")
     assert engine.execute_node(run.pk, "metrics") is None
     run.refresh_from_db()
-    assert (run.status, run.current_node) == ("RUNNING", "analyze")
+    assert (run.status, run.nodes_in(NodeStatus.RUNNING)) == ("RUNNING", ["analyze"])
     assert NodeRun.objects.get(run=run, node_id="metrics").attempt == 1
 
 
-def test_a_late_delivery_of_a_completed_node_does_not_settle_a_pause():
-    run = run_in("PAUSING")
-    NodeRun.objects.filter(run=run, node_id="analyze").update(status=NodeStatus.COMPLETED)
-    PipelineRun.objects.filter(pk=run.pk).update(current_node="notify")
+def test_a_late_delivery_of_a_completed_node_does_not_settle_a_pause_while_a_node_runs():
+    run = run_in("PAUSING")  # analyze is running elsewhere, with a fresh heartbeat
     assert engine.execute_node(run.pk, "metrics") is None
     assert status_of(run) == RunStatus.PAUSING
-    # The delivery of the node the run waits on is the one that pauses it.
+    # analyze ends, its successor recorded as ready (as the worker's end of analyze does) ...
+    NodeRun.objects.filter(run=run, node_id="analyze").update(status=NodeStatus.COMPLETED)
+    node_run(run, "notify", NodeStatus.QUEUED, 2)
+    # ... and the next boundary, here the delivery of notify, pauses the run before notify.
     assert engine.execute_node(run.pk, "notify") is None
     run.refresh_from_db()
-    assert (run.status, run.resume_from) == ("PAUSED", "notify")
-    assert not NodeRun.objects.filter(run=run, node_id="notify").exists()
+    assert (run.status, run.nodes_in(NodeStatus.QUEUED)) == ("PAUSED", ["notify"])
+    assert "notify" not in started(run)
 
 
 def test_a_second_delivery_of_the_node_in_flight_does_not_pause_the_run_early():
     run = run_in("PAUSING")  # analyze is running elsewhere, with a fresh heartbeat
     assert engine.execute_node(run.pk, "analyze") is None
-    run.refresh_from_db()
-    assert (run.status, run.resume_from) == ("PAUSING", "")
+    assert status_of(run) == RunStatus.PAUSING
 
 
 # --- the admin -----------------------------------------------------------------------------------
@@ -372,12 +381,12 @@ def test_pause_during_a_wait_node_keeps_its_result_then_resume_completes_the_res
     )
 
     paused = wait_for(run_is(run, RunStatus.PAUSED, *TERMINAL), timeout=30)
-    assert (paused.status, paused.resume_from) == ("PAUSED", "report")
+    assert (paused.status, paused.nodes_in(NodeStatus.QUEUED)) == ("PAUSED", ["report"])
     slow = NodeRun.objects.get(run=run, node_id="slow")
     assert slow.status == NodeStatus.COMPLETED and slow.output["waited_seconds"] >= 1.4
-    assert not NodeRun.objects.filter(run=run, node_id="report").exists()
+    assert "report" not in started(run)
     effect = paused.events.get(kind=RunEvent.PAUSED)
-    assert effect.details == {"resume_from": "report"}
+    assert effect.details == {"resume_from": ["report"]}
     assert effect.pid != os.getpid() and effect.host  # the worker settled it
 
     resumed = control.signal(run.pk, Action.RESUME)
@@ -409,7 +418,7 @@ def test_pause_on_a_queued_run_pauses_it_before_any_node_starts(workers: WorkerP
         lambda: "succeeded" in worker.output(), timeout=30
     )  # the message came, and did nothing
     assert status_of(run) == RunStatus.PAUSED
-    assert not NodeRun.objects.filter(run=run).exists()
+    assert started(run) == []
 
     control.signal(run.pk, Action.RESUME)
     done = wait_for(run_is(run, *TERMINAL), timeout=30)
@@ -466,7 +475,7 @@ def test_a_duplicate_delivery_while_pausing_leaves_the_pause_to_the_node_in_flig
     assert status_of(run) == RunStatus.PAUSING  # slow still runs: it alone settles the pause
 
     paused = wait_for(run_is(run, RunStatus.PAUSED, *TERMINAL), timeout=30)
-    assert (paused.status, paused.resume_from) == ("PAUSED", "next")
+    assert (paused.status, paused.nodes_in(NodeStatus.QUEUED)) == ("PAUSED", ["next"])
     control.signal(run.pk, Action.RESUME)
     done = wait_for(run_is(run, *TERMINAL), timeout=30)
     assert done.status == RunStatus.COMPLETED, done.error

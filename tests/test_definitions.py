@@ -117,23 +117,23 @@ def test_next_to_a_missing_node() -> None:
 
 
 def test_next_that_is_not_a_string() -> None:
-    assert problems_of(wait("a", 5)) == ["Node 'a' next must be a node id or null"]  # type: ignore[arg-type]
+    assert problems_of(wait("a", 5)) == [  # type: ignore[arg-type]
+        "Node 'a' next must be a node id, a list of node ids, or null"
+    ]
 
 
 def test_node_pointing_at_itself_is_a_cycle() -> None:
-    assert problems_of(wait("a", "a")) == ["Cycle detected: a → a"]
+    assert problems_of(wait("a", "a")) == ["Cycle: a -> a"]
 
 
 def test_cycle_back_to_the_entry() -> None:
     assert problems_of(wait("a", "b"), wait("b", "c"), wait("c", "a")) == [
-        "Cycle detected: a → b → c → a"
+        "Cycle: a -> b -> c -> a"
     ]
 
 
 def test_cycle_after_the_entry_is_reported_once() -> None:
-    assert problems_of(wait("a", "b"), wait("b", "c"), wait("c", "b")) == [
-        "Cycle detected: b → c → b"
-    ]
+    assert problems_of(wait("a", "b"), wait("b", "c"), wait("c", "b")) == ["Cycle: b -> c -> b"]
 
 
 def test_unreachable_node() -> None:
@@ -152,7 +152,7 @@ def test_every_node_after_an_unreachable_one_is_unreachable_too() -> None:
 
 def test_unreachable_cycle_reports_the_cycle_and_its_nodes() -> None:
     assert problems_of(wait("a"), wait("b", "c"), wait("c", "b")) == [
-        "Cycle detected: b → c → b",
+        "Cycle: b -> c -> b",
         "Node 'b' is unreachable from the entry node 'a'",
         "Node 'c' is unreachable from the entry node 'a'",
     ]
@@ -264,7 +264,7 @@ def test_every_problem_is_reported_together() -> None:
         "Node 'late': retries must be a non-negative integer",
         "Node 'loop' has no type",
         "Node 'notify' references non-existent next: 'missing'",
-        "Cycle detected: loop → loop",
+        "Cycle: loop -> loop",
         "Node 'late' is unreachable from the entry node 'analyze'",
         "Node 'loop' is unreachable from the entry node 'analyze'",
     ]
@@ -329,10 +329,10 @@ def test_parse_keeps_order_links_and_config() -> None:
     assert definition.name == "health-check"
     assert definition.description == "Check the host and tell the on-call channel"
     assert definition.entry.id == "metrics"
-    assert [(n.id, n.type, n.next, n.position) for n in definition.nodes] == [
-        ("metrics", "context", "analyze", 0),
-        ("analyze", "intelligence", "notify", 1),
-        ("notify", "notify", None, 2),
+    assert [(n.id, n.type, n.successors, n.position) for n in definition.nodes] == [
+        ("metrics", "context", ("analyze",), 0),
+        ("analyze", "intelligence", ("notify",), 1),
+        ("notify", "notify", (), 2),
     ]
     assert definition.node("metrics").config == {"include": ["cpu", "memory", "disk"]}
     assert all(n.timeout_seconds == 300 for n in definition.nodes)
@@ -369,3 +369,115 @@ def test_load_file_errors_are_the_users_messages(tmp_path: Path) -> None:
         "Invalid JSON in config file: "
         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
     )
+
+
+# branches: next lists, joins, when, on_failure
+
+
+def test_a_diamond_with_conditions_and_on_failure_is_valid() -> None:
+    assert (
+        problems_of(
+            wait("a", ["b", "c"]),  # type: ignore[arg-type]
+            wait("b", "d", when={"path": "a.waited_seconds", "gte": 0}),
+            wait("c", "d", when=[{"path": "payload.env", "in": ["prod"]}]),
+            wait("d"),
+            wait("alert", when={"path": "failure.node", "not_equals": "d"}),
+            on_failure="alert",
+        )
+        == []
+    )
+
+
+def test_every_branch_problem_is_reported_at_once() -> None:
+    assert problems_of(
+        wait("a", ["b", "b", "ghost", 7]),  # type: ignore[list-item]
+        wait("b", ["c"]),
+        wait("c", "b", when={"path": "payload.x", "like": "y"}),
+        wait("d", when={"path": "e.out", "equals": 1}),
+        wait("e"),
+        wait("f", when={"path": "failure.error", "exists": True}),
+        on_failure="nowhere",
+    ) == [
+        "Node 'a' next must be a node id, a list of node ids, or null",
+        "Node 'a' lists 'b' more than once in next",
+        "Node 'a' references non-existent next: 'ghost'",
+        "on_failure references non-existent node: 'nowhere'",
+        "Cycle: b -> c -> b",
+        "Node 'd' is unreachable from the entry node 'a'",
+        "Node 'e' is unreachable from the entry node 'a'",
+        "Node 'f' is unreachable from the entry node 'a'",
+        "Node 'c' when: condition has unknown operator 'like'; use one of: equals, not_equals, "
+        "in, not_in, exists, gt, gte, lt, lte",
+        "Node 'd' when: path 'e.out' names node 'e', which is not an ancestor of 'd'",
+        "Node 'f' when: path 'failure.error': 'failure' is known only on the on_failure path",
+    ]
+
+
+def test_unknown_and_repeated_ids_in_a_next_list() -> None:
+    assert problems_of(wait("a", ["b", "ghost", "b"]), wait("b")) == [  # type: ignore[arg-type]
+        "Node 'a' references non-existent next: 'ghost'",
+        "Node 'a' lists 'b' more than once in next",
+    ]
+
+
+def test_a_condition_on_a_sibling_branch_is_refused() -> None:
+    assert problems_of(
+        wait("a", ["b", "c"]),  # type: ignore[arg-type]
+        wait("b"),
+        wait("c", when={"path": "b.waited_seconds", "gt": 0}),
+    ) == ["Node 'c' when: path 'b.waited_seconds' names node 'b', which is not an ancestor of 'c'"]
+
+
+def test_a_condition_path_must_start_with_payload_a_node_or_failure() -> None:
+    assert problems_of(wait("a", when={"path": "nothing.here", "exists": True})) == [
+        "Node 'a' when: path 'nothing.here' must start with 'payload', a node id, or on the "
+        "on_failure path 'failure'"
+    ]
+
+
+def test_on_failure_must_be_a_node_id_and_its_path_separate() -> None:
+    assert problems_of(wait("a"), on_failure=["a"]) == ["on_failure must be a node id"]
+    assert problems_of(wait("a", "b"), wait("b"), on_failure="b") == [
+        "Node 'b' is reachable from both the entry node 'a' and on_failure 'b'; "
+        "the on_failure path must be separate"
+    ]
+    assert problems_of(wait("a"), wait("x"), on_failure="a") == [
+        "Node 'a' is reachable from both the entry node 'a' and on_failure 'a'; "
+        "the on_failure path must be separate",
+        "Node 'x' is unreachable from the entry node 'a' or from on_failure 'a'",
+    ]
+
+
+def test_a_fan_out_wider_than_orchestrator_max_fanout_is_refused(settings) -> None:
+    settings.ORCHESTRATOR_MAX_FANOUT = 3
+    branches = [f"b{i}" for i in range(4)]
+    assert problems_of(wait("a", branches), *(wait(b) for b in branches)) == [  # type: ignore[arg-type]
+        "Node 'a' fans out to 4 nodes; at most 3 are allowed (ORCHESTRATOR_MAX_FANOUT)"
+    ]
+
+
+def test_the_default_fan_out_limit_is_256() -> None:
+    branches = [f"b{i}" for i in range(257)]
+    assert problems_of(wait("a", branches[:256]), *(wait(b) for b in branches[:256])) == []  # type: ignore[arg-type]
+    assert problems_of(wait("a", branches), *(wait(b) for b in branches)) == [  # type: ignore[arg-type]
+        "Node 'a' fans out to 257 nodes; at most 256 are allowed (ORCHESTRATOR_MAX_FANOUT)"
+    ]
+
+
+def test_parse_records_successors_predecessors_conditions_and_the_failure_path() -> None:
+    definition = definitions.parse(
+        pipeline(
+            wait("a", ["b", "c"]),  # type: ignore[arg-type]
+            wait("b", "d"),
+            wait("c", "d", when={"path": "payload.go", "equals": True}),
+            wait("d"),
+            wait("alert"),
+            on_failure="alert",
+        )
+    )
+    assert definition.node("a").successors == ("b", "c")
+    assert definition.node("d").predecessors == ("b", "c")
+    assert [c.describe() for c in definition.node("c").when] == ["payload.go == true"]
+    assert definition.on_failure is not None and definition.on_failure.id == "alert"
+    assert definition.node("alert").on_failure_path and not definition.node("d").on_failure_path
+    assert definition.graph.joins() == ["d"]

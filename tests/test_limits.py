@@ -219,5 +219,5 @@ def test_graph_checks_grow_linearly_with_nodes_and_edges(settings) -> None:
     reverse = {"nodes": [{**n} for n in reversed(chain(5000)["nodes"])]}
     assert visits(reverse) <= 2 * (5000 + 5000)
     assert definitions.validate(looped) == [
-        "Cycle detected: " + " → ".join([f"n{i}" for i in range(5000)] + ["n0"])
+        "Cycle: " + " -> ".join([f"n{i}" for i in range(5000)] + ["n0"])
     ]

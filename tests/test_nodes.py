@@ -566,7 +566,7 @@ def test_health_check_sample_is_the_design_example() -> None:
     }
 
 
-@pytest.mark.parametrize("name", ["health-check", "alert-triage"])
+@pytest.mark.parametrize("name", ["health-check", "alert-triage", "incident-triage"])
 def test_sample_and_builtin_node_configs_pass_their_checks(name: str) -> None:
     definition = json.loads((SAMPLES_DIR / f"{name}.json").read_text())
     for node in [*definition["nodes"], *BUILTIN_DEFINITION["nodes"]]:

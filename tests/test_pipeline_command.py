@@ -131,6 +131,73 @@ def test_show_marks_an_inactive_definition() -> None:
     assert pipeline("show", "off").startswith("# off v1 (inactive)\n")
 
 
+INCIDENT_GRAPH = """\
+flowchart TD
+    n0["ingest (ingest)"]
+    n1["host (context)"]
+    n2["disks (context)"]
+    n3["analyze (intelligence)"]
+    n4["page (notify)<br/>when analyze.severity == #quot;critical#quot;"]
+    n5["log (notify)"]
+    n6["report-failure (notify)"]
+    n0 --> n1
+    n0 --> n2
+    n1 --> n3
+    n2 --> n3
+    n3 --> n4
+    n3 --> n5
+    failed(["run failed"]) -.-> n6
+"""
+
+
+def test_show_graph_prints_a_stored_definitions_graph_as_mermaid() -> None:
+    pipeline("samples")
+    assert pipeline("show", "incident-triage", "--graph") == INCIDENT_GRAPH
+    assert pipeline("show", "health-check", "--graph") == (
+        "flowchart TD\n"
+        '    n0["metrics (context)"]\n'
+        '    n1["analyze (intelligence)"]\n'
+        '    n2["notify (notify)"]\n'
+        "    n0 --> n1\n"
+        "    n1 --> n2\n"
+    )
+
+
+def test_show_graph_of_a_file_escapes_what_mermaid_cannot_hold(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path / "odd.json",
+        {
+            "name": "odd",
+            "nodes": [
+                {"id": "end", "type": "wait", "next": ["a<b", "c"]},
+                {"id": "a<b", "type": "wait", "when": {"path": "payload.n", "lt": 5}},
+                {"id": "c", "type": "wait", "when": {"path": "payload.tag", "equals": "#1"}},
+            ],
+        },
+    )
+    assert pipeline("show", "--config", str(path), "--graph").splitlines() == [
+        "flowchart TD",
+        '    n0["end (wait)"]',  # a reserved word in Mermaid, safe as a label
+        '    n1["a#lt;b (wait)<br/>when payload.n #lt; 5"]',
+        '    n2["c (wait)<br/>when payload.tag == #quot;#35;1#quot;"]',
+        "    n0 --> n1",
+        "    n0 --> n2",
+    ]
+    header, body = pipeline("show", "--config", str(path)).split("\n", 1)
+    assert header == f"# {path}" and json.loads(body)["name"] == "odd"
+
+
+def test_show_needs_a_name_or_a_file_and_refuses_an_invalid_graph(tmp_path: Path) -> None:
+    expected = (
+        "Give a stored definition's name or --config FILE (one of them): "
+        "orchestrator pipeline show health-check --graph"
+    )
+    assert pipeline_error("show") == expected
+    assert pipeline_error("show", "x", "--config", "y.json") == expected
+    path = write_json(tmp_path / "broken.json", INVALID)
+    assert pipeline_error("show", "--config", str(path), "--graph") == INVALID_MESSAGE
+
+
 # validate
 
 
@@ -249,3 +316,18 @@ def test_errors_exit_non_zero_with_one_line_and_no_traceback(cli: CLI) -> None:
     saved = cli("pipeline", "save", "broken.json")
     assert (saved.returncode, saved.stderr) == (1, f"CommandError: {INVALID_MESSAGE}\n")
     assert not PipelineDefinition.objects.exists()
+
+
+def test_the_readme_diamond_is_valid_and_its_picture_is_what_show_graph_prints(
+    tmp_path: Path,
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Branches") :]
+    example = section[
+        section.index("```json\n") + 8 : section.index("```\n", section.index("```json"))
+    ]
+    picture = section[section.index("```mermaid\n") + 11 :]
+    picture = picture[: picture.index("```\n")]
+    path = tmp_path / "diamond.json"
+    path.write_text(example)
+    assert pipeline("show", "--config", str(path), "--graph") == picture

@@ -40,7 +40,7 @@ def stored_run(status: str = "QUEUED", name: str = "cli-control") -> PipelineRun
     """A run recorded but not dispatched, put straight into ``status``."""
     run = engine.create_run(definitions.parse(waits(("a", 0), ("b", 0), name=name)), payload={})
     if status != "QUEUED":
-        PipelineRun.objects.filter(pk=run.pk).update(status=status, current_node="")
+        PipelineRun.objects.filter(pk=run.pk).update(status=status)
     return run
 
 
@@ -222,7 +222,8 @@ def test_a_second_terminal_pauses_an_inline_run_and_resume_runs_the_rest_there(c
     assert out.splitlines()[-1] == (
         f"⏸ Pipeline paused before 'tail'. Resume it with: orchestrator pr resume {run.pk}"
     )
-    assert not NodeRun.objects.filter(run=run, node_id="tail").exists()
+    tail = NodeRun.objects.get(run=run, node_id="tail")
+    assert (tail.status, tail.attempt) == (NodeStatus.QUEUED, 0)  # ready, never started
 
     resumed = cli("pr", "resume", str(run.pk), check=True)
     assert "--- wait (tail) ---" in resumed.stdout

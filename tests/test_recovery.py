@@ -201,6 +201,7 @@ def test_recover_commands_on_two_hosts_at_once_report_each_redispatch_once(queue
 
 def test_recover_with_the_broker_down_says_so_and_redispatches_nothing(cli: CLI):
     lost = lost_run(linear("one", wait("only")))
+    dispatched = NodeRun.objects.get(run=lost, node_id="only").dispatched_at
     closed = f"redis://127.0.0.1:{free_port()}/0"
     # The run counts as stalled at once, so the pass has something it would re-dispatch.
     down = CLI(
@@ -213,7 +214,8 @@ def test_recover_with_the_broker_down_says_so_and_redispatches_nothing(cli: CLI)
     assert result.stderr.startswith(f"CommandError: Cannot reach the broker at {closed}")
     assert "Traceback" not in result.stderr
     assert redispatches(lost.pk, "only") == 0
-    assert PipelineRun.objects.get(pk=lost.pk).dispatched_at == lost.dispatched_at
+    only = NodeRun.objects.get(run=lost, node_id="only")
+    assert (only.status, only.dispatched_at) == (NodeStatus.QUEUED, dispatched)
 
 
 def test_recovery_task_is_scheduled_by_the_shipped_beat_schedule():
@@ -265,21 +267,24 @@ def test_celery_beat_runs_recovery_periodically_so_a_lost_run_completes_unaided(
 
 
 def test_recovery_settles_a_pause_left_between_a_recorded_node_and_its_settling():
-    """A worker recorded its node, then stopped before settling the pause asked for meanwhile."""
+    """A worker recorded its node (and its successor as ready), then stopped before settling the
+    pause asked for meanwhile."""
     definition = linear("halfway", wait("first"), wait("second"))
     run = engine.create_run(definition, payload={})
     claim = engine.claim_node(run.pk, definition.entry)
     assert claim is not None
-    NodeRun.objects.filter(pk=claim.node_run_id).update(status=NodeStatus.COMPLETED)
     PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.PAUSING)
-    time.sleep(QUIET)
+    NodeRun.objects.filter(pk=claim.node_run_id).update(status=NodeStatus.COMPLETED)
+    NodeRun.objects.create(
+        run=run, node_id="second", node_type="wait", position=1, status=NodeStatus.QUEUED
+    )
 
     report = recovery.recover()
 
     run.refresh_from_db()
-    assert (run.status, run.resume_from) == (RunStatus.PAUSED, "second")
-    assert report.stalled_runs == [(run.pk, "first")]
-    assert not NodeRun.objects.filter(run=run, node_id="second").exists()
+    assert (run.status, run.nodes_in(NodeStatus.QUEUED)) == (RunStatus.PAUSED, ["second"])
+    assert report.settled_runs == [(run.pk, "PAUSED")]
+    assert report.stale_nodes == report.stalled_runs == []
     assert recovery.recover().total == 0
 
 

@@ -1,7 +1,7 @@
 """The API's request and answer shapes (they make the OpenAPI schema).
 
 Runs are answered in the shape of ``orchestrator pr status --json`` (see orchestrator.documents),
-plus the nodes running now, so that scripts read the same documents from either.
+plus the shape of the run's graph, so that scripts read the same documents from either.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ class NodeOut(Schema):
     duration_ms: float | None
     output: Any = Field(None, description="The node's output, secrets redacted.")
     error: str | None
+    reason: str | None = Field(None, description="Why the node was skipped.")
+    after: list[str] = Field(description="The nodes it follows (several: a join).")
+    next: list[str] = Field(description="The nodes that follow it (several: a fan-out).")
+    on_failure_path: bool = Field(description="Whether it runs only once the run failed.")
 
 
 class EventOut(Schema):
@@ -52,6 +56,19 @@ class ClarifaiOut(Schema):
     mirror: str | None = Field(None, description="The last mirror attempt, in one line.")
 
 
+class GraphNodeOut(Schema):
+    id: str
+    type: str
+    next: list[str]
+    when: Any = Field(None, description="The node's condition, as written.")
+
+
+class GraphOut(Schema):
+    name: str
+    on_failure: str | None
+    nodes: list[GraphNodeOut]
+
+
 class RunOut(Schema):
     run_id: int
     trace_id: str
@@ -60,9 +77,11 @@ class RunOut(Schema):
     definition_id: int | None
     source: str
     environment: str
-    current_node: str | None
-    current_nodes: list[str] = Field(description="The nodes running now.")
-    resume_from: str | None
+    running_nodes: list[str] = Field(description="The nodes running now.")
+    ready_nodes: list[str] = Field(
+        description="The nodes ready to start (to resume from, when paused)."
+    )
+    on_failure: str | None = Field(description="The node run once the run failed, if any.")
     error: str | None
     created_at: str | None
     started_at: str | None
@@ -72,18 +91,18 @@ class RunOut(Schema):
     nodes: list[NodeOut]
     events: list[EventOut]
     clarifai: ClarifaiOut | None = None
+    graph: GraphOut | None = Field(None, description="The run's graph, node configs left out.")
 
 
 class RunRow(Schema):
     id: int
     pipeline_name: str
     status: str
-    current_node: str
     source: str
     environment: str
     created_at: str
     duration_ms: float | None
-    current_nodes: list[str]
+    current_nodes: list[str] = Field(description="The nodes running now.")
 
 
 class RunList(Schema):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orchestrator", "0002_self_healing"),
+        ("orchestrator", "0003_branches"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

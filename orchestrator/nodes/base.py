@@ -26,6 +26,9 @@ class NodeContext:
     attempt: int = 1
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("orchestrator.nodes"))
     cancel_check: Callable[[], bool] = field(default=lambda: False)
+    #: On the on_failure path: the node that failed the run and its error
+    #: (``{"node": ..., "error": ...}``); None elsewhere.
+    failure: dict[str, Any] | None = None
 
     def cancel_requested(self) -> bool:
         """Whether the run was cancelled while this node ran; cheap enough to call in a loop."""

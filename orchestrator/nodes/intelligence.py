@@ -94,8 +94,8 @@ def analyse(outputs: Mapping[str, Any]) -> dict[str, Any]:
             alerts.extend(a for a in output["alerts"] if isinstance(a, Mapping))
         elif isinstance(output, Mapping) and isinstance(output.get("checks"), list):
             checks.extend(c for c in output["checks"] if isinstance(c, Mapping))
-            if output.get("host"):
-                hosts.append(str(output["host"]))
+            if output.get("host") and str(output["host"]) not in hosts:
+                hosts.append(str(output["host"]))  # parallel branches may check one host twice
         else:
             others.append(str(node_id))
 

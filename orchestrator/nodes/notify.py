@@ -126,8 +126,15 @@ def compose(outputs: Mapping[str, Any], payload: Mapping[str, Any], run_id: int)
 
 
 def build_notification(ctx: NodeContext) -> Notification:
-    """What every channel sends: title, severity, message and where the run came from."""
-    severity, text = compose(ctx.outputs, ctx.payload or {}, ctx.run_id)
+    """What every channel sends: title, severity, message and where the run came from. On the
+    on_failure path, the message is the failure itself."""
+    if ctx.failure:
+        severity = "critical"
+        text = f"Pipeline run {ctx.run_id} failed: node '{ctx.failure['node']}' failed: " + str(
+            ctx.failure.get("error") or "no error recorded"
+        )
+    else:
+        severity, text = compose(ctx.outputs, ctx.payload or {}, ctx.run_id)
     title = ctx.config.get("title") or (
         f"[{severity.upper()}] Pipeline run {ctx.run_id} ({ctx.environment}, source {ctx.source})"
     )

@@ -23,7 +23,6 @@ LIST_FIELDS = (
     "id",
     "pipeline_name",
     "status",
-    "current_node",
     "source",
     "environment",
     "created_at",
@@ -141,11 +140,13 @@ def current_nodes(run_ids: list[int]) -> dict[int, list[str]]:
 
 
 def run_document(run: PipelineRun) -> dict[str, Any]:
-    """A run as ``pr status --json`` shows it, with the nodes running now."""
+    """A run as ``pr status --json`` shows it, with the shape of its graph (``graph``: what a
+    remote CLI needs to describe its branches as the database CLI does)."""
     from orchestrator import mirror
 
     data = documents.run_as_dict(run, events=True)
-    data["current_nodes"] = current_nodes([run.pk]).get(run.pk, [])
+    definition = documents.run_definition(run)
+    data["graph"] = documents.graph_as_dict(definition) if definition is not None else None
     if run.is_linked:
         data["clarifai"]["mirror"] = mirror.state(run)
     return data

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 
 from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from orchestrator import catalog, definitions, limits
+from orchestrator import catalog, definitions, diagrams, limits
 from orchestrator.errors import DefinitionError
 from orchestrator.models import PipelineDefinition
 
@@ -26,7 +26,9 @@ class Command(OrchestratorCommand):
         "  orchestrator pipeline save ./custom.json --name custom\n"
         "  orchestrator pipeline validate ./custom.json\n"
         "  orchestrator pipeline list\n"
-        "  orchestrator pipeline show health-check"
+        "  orchestrator pipeline show health-check\n"
+        "  orchestrator pipeline show health-check --graph      # Mermaid flowchart text\n"
+        "  orchestrator pipeline show --config ./custom.json --graph"
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -36,9 +38,23 @@ class Command(OrchestratorCommand):
             "list", help="List stored definitions.", formatter_class=RawHelpFormatter
         )
         ls.add_argument("--json", action="store_true")
-        show = verbs.add_parser("show", help="Show one stored definition (secrets redacted).")
-        show.add_argument("name")
-        show.add_argument("--json", action="store_true", help="The definition alone, as JSON.")
+        show = verbs.add_parser(
+            "show",
+            help="Show one stored definition or a JSON file (secrets redacted), or its graph.",
+            description="Show a stored definition (NAME) or a definition file (--config FILE) as "
+            "JSON, secrets redacted; with --graph, print its graph as Mermaid flowchart text "
+            "instead (paste it into a ```mermaid block on GitHub or GitLab to see the picture).",
+        )
+        show.add_argument("name", nargs="?", help="A stored definition's name.")
+        show.add_argument("--config", metavar="FILE", help="A definition JSON file instead.")
+        show.add_argument(
+            "--graph",
+            action="store_true",
+            help="Print the graph (nodes, next, joins, conditions, on_failure) as Mermaid text.",
+        )
+        show.add_argument(
+            "--json", action="store_true", help="The definition alone, as JSON (secrets redacted)."
+        )
         val = verbs.add_parser("validate", help="Check a JSON file or a stored definition.")
         val.add_argument("target", metavar="FILE|NAME")
         val.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
@@ -77,16 +93,35 @@ class Command(OrchestratorCommand):
             self.line(f"{row['name']:<28} v{row['version']:<6} {row['description'][:60]}{state}")
 
     def _show(self, opts: dict[str, Any]) -> None:
-        stored = PipelineDefinition.objects.filter(name=opts["name"]).first()
-        if stored is None:
-            raise CommandError(f"Pipeline definition not found: {opts['name']}")
-        if opts["json"]:
-            self.line(display.dumps(display.redacted_definition(stored.config)))
+        if bool(opts["name"]) == bool(opts["config"]):
+            raise CommandError(
+                "Give a stored definition's name or --config FILE (one of them): "
+                "orchestrator pipeline show health-check --graph"
+            )
+        if opts["graph"] and opts["json"]:
+            raise CommandError("Give --graph or --json, not both")
+        if opts["config"]:
+            data, label = definitions.load_file(opts["config"]), f"# {opts['config']}"
+        else:
+            stored = PipelineDefinition.objects.filter(name=opts["name"]).first()
+            if stored is None:
+                raise CommandError(f"Pipeline definition not found: {opts['name']}")
+            data = stored.config
+            label = f"# {stored.name} v{stored.version}{'' if stored.is_active else ' (inactive)'}"
+        if opts["graph"]:
+            try:
+                definition = definitions.parse(
+                    data, name=opts["name"] or Path(opts["config"]).stem or None
+                )
+            except DefinitionError as exc:
+                raise CommandError(str(exc)) from exc
+            self.line(diagrams.mermaid(definition))
             return
-        self.line(f"# {stored.name} v{stored.version}{'' if stored.is_active else ' (inactive)'}")
-        self.line(
-            json.dumps(display.redacted_definition(stored.config), indent=2, ensure_ascii=False)
-        )
+        if opts["json"]:
+            self.line(display.dumps(display.redacted_definition(data)))
+            return
+        self.line(label)
+        self.line(json.dumps(display.redacted_definition(data), indent=2, ensure_ascii=False))
 
     def _validate(self, opts: dict[str, Any]) -> None:
         target = opts["target"]

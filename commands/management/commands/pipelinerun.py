@@ -28,7 +28,7 @@ MAX_LIMIT, MAX_PAGE = 1000, 10_000_000
 CONTROL_HELP = {
     Action.PAUSE: (
         "Pause a pipeline run.",
-        "The node in flight finishes and its result is kept; the next node does not start.\n"
+        "The nodes in flight finish and their results are kept; no further node starts.\n"
         "A queued run is paused before any node starts.\n" + ALLOWED_WHEN[Action.PAUSE],
     ),
     Action.CANCEL: (
@@ -38,9 +38,9 @@ CONTROL_HELP = {
     ),
     Action.RESUME: (
         "Resume a paused pipeline run.",
-        "Nodes completed before the pause never run again; the run goes on from the node it\n"
-        "paused before. A pause that has not taken effect yet (Pausing) is withdrawn.\n"
-        + ALLOWED_WHEN[Action.RESUME],
+        "Nodes completed before the pause never run again; the run goes on from the nodes it\n"
+        "paused before (every branch that had not started). A pause that has not taken effect\n"
+        "yet (Pausing) is withdrawn.\n" + ALLOWED_WHEN[Action.RESUME],
     ),
 }
 

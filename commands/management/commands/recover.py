@@ -14,10 +14,11 @@ from orchestrator import recovery
 
 class Command(OrchestratorCommand):
     help = (
-        "Re-dispatch nodes whose worker went silent (stale heartbeat) and runs with nothing\n"
-        "running or queued (e.g. after the broker lost its data). Every worker already runs this\n"
-        "pass periodically; one pass runs at a time across all hosts, and nothing starts twice.\n"
-        "A node whose message still waits in its queue is not sent again.\n"
+        "Re-dispatch nodes whose worker went silent (stale heartbeat) and ready nodes that\n"
+        "nothing is running (e.g. after the broker lost its data), branch by branch, and settle\n"
+        "runs left pausing, cancelling or failing with no node running. Every worker already runs\n"
+        "this pass periodically; one pass runs at a time across all hosts, and nothing starts\n"
+        "twice. A node whose message still waits in its queue is not sent again.\n"
         "examples:\n  orchestrator recover --json\n"
         "  orchestrator recover --redispatch-after 0     # the broker just lost its data"
     )
@@ -30,7 +31,7 @@ class Command(OrchestratorCommand):
             "--redispatch-after",
             type=_seconds,
             metavar="SECONDS",
-            help="Count runs as stalled once their node waited this long for a worker (default: "
+            help="Count ready nodes as stalled once they waited this long for a worker (default: "
             "ORCHESTRATOR_REDISPATCH_AFTER); 0 = now.",
         )
         parser.add_argument(
@@ -51,7 +52,8 @@ class Command(OrchestratorCommand):
             self.line(display.dumps(report.as_dict()))
             return
         for run_id, node_id, reason in report.failed:
-            self.stderr.write(f"Run {run_id}: could not recover node '{node_id}': {reason}")
+            what = f"node '{node_id}'" if node_id else "it"
+            self.stderr.write(f"Run {run_id}: could not recover {what}: {reason}")
         if not report.total:
             self.line("Nothing to recover.")
             return
@@ -59,6 +61,8 @@ class Command(OrchestratorCommand):
             self.line(f"Run {run_id}: node '{node_id}' lost its worker; re-dispatched.")
         for run_id, node_id in report.stalled_runs:
             self.line(f"Run {run_id}: nothing was running or queued; re-dispatched '{node_id}'.")
+        for run_id, status in report.settled_runs:
+            self.line(f"Run {run_id}: no node was left running; it is now {status}.")
 
 
 def _seconds(text: str) -> float:
