@@ -40,7 +40,7 @@ def signed_in(username: str, *, staff: bool = True, control: bool = False) -> Cl
 def running_run(name: str = "waits") -> PipelineRun:
     run = engine.create_run(parse(two_waits(name)), payload={})
     PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
-    NodeRun.objects.create(run=run, node_id="first", node_type="wait", status=NodeStatus.RUNNING)
+    NodeRun.objects.filter(run=run, node_id="first").update(status=NodeStatus.RUNNING)
     return PipelineRun.objects.get(pk=run.pk)
 
 

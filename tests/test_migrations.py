@@ -12,7 +12,7 @@ from django.utils import timezone
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("orchestrator", "0001_initial")]
+BEFORE = [("orchestrator", "0002_self_healing")]
 BRANCHES = [("orchestrator", "0003_branches")]
 CONFIG = {
     "name": "line",
