@@ -47,7 +47,12 @@ def write_waits(where: Path, *seconds: float) -> str:
 
 
 def test_remote_commands_print_what_the_database_commands_print(remote: CLI, cli: CLI):
+    # A fan-out, so that the branches' lines are compared too.
     config = write_waits(remote.cwd, 4, 0.3, 0)
+    definition = json.loads(Path(config).read_text())
+    definition["nodes"][0]["next"] = ["w1", "w2"]
+    definition["nodes"][1]["next"] = None
+    Path(config).write_text(json.dumps(definition))
     detached = remote("run_pipeline", "--config", config, "--detach", check=True)
     run_id = int(re.search(r"^Run ID: (\d+)$", detached.stdout, re.M).group(1))
     run = PipelineRun.objects.get(pk=run_id)
@@ -75,9 +80,11 @@ def test_remote_commands_print_what_the_database_commands_print(remote: CLI, cli
             here.stdout,
             here.stderr,
         ), args
+        if args == ("pr", "status", str(run_id)):
+            assert "  w0 → w1, w2 (in parallel)" in there.stdout.splitlines()
 
     resumed = remote("pr", "resume", str(run_id), check=True)
-    assert resumed.stdout.startswith(f"Pipeline run {run_id} has been resumed: node 'w")
+    assert resumed.stdout.startswith(f"Pipeline run {run_id} has been resumed: nodes 'w1', 'w2'")
     watched = remote("pr", "watch", str(run_id), check=True)
     assert watched.stdout.splitlines()[-1] == "✓ Pipeline completed successfully"
 
