@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
         help="PostgreSQL server URL, without a database (default: $BENCH_POSTGRES_URL or "
-        "postgres://postgres@127.0.0.1:5432); the database orchestrator_bench is created there.",
+        "postgres://postgres@127.0.0.1:5432); a database orchestrator_bench_<pid> is created there.",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="Skip the SQLite figures.")
     parser.add_argument(

@@ -1,7 +1,8 @@
 """Live progress: one line per node as it starts and ends, with the elapsed time.
 
-Inline runs report through the engine's signals; queued runs are followed by polling the
-database, which is where workers on other hosts record their nodes.
+Inline runs report through the engine's signals; queued runs are followed in the database,
+which is where workers on other hosts record their nodes: re-read when a change is announced
+(:mod:`orchestrator.changes`, PostgreSQL), polled elsewhere.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TextIO
 
 from django.core.management.base import CommandError
 
-from orchestrator import control, signals
+from orchestrator import changes, control, signals
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import TERMINAL, NodeStatus, RunStatus
 
@@ -92,7 +93,14 @@ FOLLOW_UNTIL = TERMINAL | {RunStatus.PAUSED}
 
 
 def follow(run_id: int, progress: Progress, *, interval: float = 0.2) -> PipelineRun:
-    """Poll the run until it ends or pauses, printing node changes; returns the run."""
+    """Follow the run until it ends or pauses, printing node changes; returns the run.
+
+    The run is re-read when a change is announced (PostgreSQL), else every ``interval``."""
+    with changes.Follower(run_id, interval) as follower:
+        return _follow(run_id, progress, follower)
+
+
+def _follow(run_id: int, progress: Progress, follower: changes.Follower) -> PipelineRun:
     seen: dict[str, tuple[str, int]] = {}
     while True:
         run = PipelineRun.objects.get(pk=run_id)
@@ -111,4 +119,4 @@ def follow(run_id: int, progress: Progress, *, interval: float = 0.2) -> Pipelin
                 progress.finished(node.node_id, node.status, node.duration_ms, node.error)
         if RunStatus(run.status) in FOLLOW_UNTIL:
             return run
-        time.sleep(interval)
+        follower.wait()

@@ -12,7 +12,7 @@ from types import FrameType, TracebackType
 from django.db import connection
 from django.utils import timezone
 
-from orchestrator import conf
+from orchestrator import conf, statements
 from orchestrator.errors import NodeTimeout
 from orchestrator.models import NodeRun
 from orchestrator.state import NodeStatus
@@ -50,10 +50,12 @@ class _Beater:
                 if not beating:
                     continue
                 now = timezone.now()
-                for node_run_id, attempt in beating.items():
-                    NodeRun.objects.filter(
-                        pk=node_run_id, status=NodeStatus.RUNNING, attempt=attempt
-                    ).update(heartbeat=now)
+                # A lost heartbeat makes a node look stale sooner, at worst run again: no flush.
+                with statements.unflushed():
+                    for node_run_id, attempt in beating.items():
+                        NodeRun.objects.filter(
+                            pk=node_run_id, status=NodeStatus.RUNNING, attempt=attempt
+                        ).update(heartbeat=now)
                 connection.close_if_unusable_or_obsolete()
         finally:
             connection.close()

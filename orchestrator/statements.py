@@ -3,16 +3,23 @@
 On PostgreSQL each is one statement (data-modifying CTEs), so a node costs two round trips;
 elsewhere (SQLite) each is two statements, the second pair inside the caller's transaction.
 Every statement is a compare-and-set: it changes a row only from the states the engine allows.
+
+On PostgreSQL a node costs one durable commit: the completion's. The claim commits without
+waiting for the WAL flush (see :data:`UNFLUSHED`). Both announce the change to followers
+(:mod:`orchestrator.changes`) in the same round trip.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
+from orchestrator.changes import ANNOUNCE_SQL
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import Action, RunStatus, sources_for
 
@@ -62,6 +69,17 @@ moved AS ({_ADVANCE_RUN} AND EXISTS (SELECT 1 FROM node) RETURNING id)
 SELECT (SELECT count(*) FROM node), (SELECT count(*) FROM moved)
 """
 
+#: Why the claim need not wait for the disk. PostgreSQL writes and flushes its WAL in order, so
+#: the completion's synchronous commit, which comes after the claim and before the next node's
+#: message is published, makes the claim durable too. Until then a database crash may forget
+#: the claim, and only the claim: the run still awaits this node, the message is still unacked
+#: (or recovery re-dispatches it), and the node runs again, which the at-least-once rule
+#: already allows. Nothing outside the database acts on the claim alone except the node itself.
+#: Any other session's synchronous commit made after the claim (a pause, say) flushes it too.
+#: Sent in one piece with the statement, ``SET LOCAL`` costs no round trip: a multi-statement
+#: query is one implicit transaction, and the setting ends with it.
+UNFLUSHED = "SET LOCAL synchronous_commit = off"
+
 
 def _postgres() -> bool:
     return connection.vendor == "postgresql"
@@ -72,9 +90,33 @@ def one_statement_completion() -> bool:
     return _postgres()
 
 
+@contextmanager
+def unflushed() -> Iterator[None]:
+    """A transaction whose commit does not wait for the WAL flush on PostgreSQL, for writes
+    whose loss in a database crash the at-least-once rules cover (see :data:`UNFLUSHED`)."""
+    with transaction.atomic():
+        if _postgres():
+            with connection.cursor() as cursor:
+                cursor.execute(UNFLUSHED)
+        yield
+
+
 def _fetch(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _fetch_announced(sql: str, params: dict[str, Any], *, flush: bool) -> tuple[Any, ...] | None:
+    """PostgreSQL: run ``sql`` and announce a change to run ``params["run"]`` in one round trip
+    (one implicit transaction); without ``flush``, its commit does not wait for the WAL flush.
+    Inside a caller's transaction the caller's commit decides, so nothing is relaxed."""
+    relax = not flush and not connection.in_atomic_block
+    parts = [UNFLUSHED, sql, ANNOUNCE_SQL] if relax else [sql, ANNOUNCE_SQL]
+    with connection.cursor() as cursor:
+        cursor.execute(";\n".join(parts), params)
+        if relax:
+            cursor.nextset()  # past SET's empty result to the statement's
         return cursor.fetchone()
 
 
@@ -108,7 +150,7 @@ def claim(
         "stale": adapt(stale),
     }
     if _postgres():
-        row = _fetch(_CLAIM_PG, params)
+        row = _fetch_announced(_CLAIM_PG, params, flush=False)
         assert row is not None
         return bool(row[0]), (row[1], row[2]) if row[1] is not None else None
     if not _rowcount(_CLAIM_RUN, params):
@@ -138,7 +180,7 @@ def complete_and_advance(
         "next": next_id,
     }
     if _postgres():
-        row = _fetch(_COMPLETE_PG, params)
+        row = _fetch_announced(_COMPLETE_PG, params, flush=True)
         assert row is not None
         return bool(row[0]), bool(row[1])
     if not _rowcount(_COMPLETE_NODE.format(cast=""), params):

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
 from commands.progress import Progress, executing_here, follow
-from orchestrator import clarifai, control, dispatch, mirror
+from orchestrator import changes, clarifai, control, dispatch, mirror
 from orchestrator.errors import ClarifaiError
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import ALLOWED_WHEN, TERMINAL, Action, NodeStatus, RunStatus
@@ -120,7 +120,12 @@ class Command(OrchestratorCommand):
             epilog="example:\n  orchestrator pr watch 42\n",
         )
         wt.add_argument("run_id")
-        wt.add_argument("--interval", type=float, default=0.2, help="Seconds between polls.")
+        wt.add_argument(
+            "--interval",
+            type=float,
+            default=0.2,
+            help="Seconds between polls where changes are not announced (SQLite).",
+        )
 
     def run(self, **opts: Any) -> None:
         verb = opts["verb"]
@@ -182,6 +187,12 @@ class Command(OrchestratorCommand):
             raise CommandError(error)
 
     def _wait(self, run_id: int, action: Action, timeout: float) -> PipelineRun:
+        with changes.Follower(run_id, interval=0.1) as follower:
+            return self._wait_for(run_id, action, timeout, follower)
+
+    def _wait_for(
+        self, run_id: int, action: Action, timeout: float, follower: changes.Follower
+    ) -> PipelineRun:
         deadline = time.monotonic() + timeout
         while True:
             run = PipelineRun.objects.get(pk=run_id)
@@ -200,7 +211,7 @@ class Command(OrchestratorCommand):
                     f"Timed out after {timeout:g} s waiting for pipeline run {run_id} to {action} "
                     f"(it is {status})"
                 )
-            time.sleep(0.1)
+            follower.wait(max(deadline - time.monotonic(), 0))
 
     def _control_remote(
         self, action: Action, ref: str, ids: dict[str, Any], opts: dict[str, Any]
