@@ -33,9 +33,9 @@ from bench.services import (
 )
 from bench.services import stop_leftovers as stop_leftover_processes
 
-PHASES = ("overhead", "throughput", "signals", "cli", "scale")
+PHASES = ("overhead", "throughput", "signals", "follow", "cli", "scale")
 #: Phases also run on SQLite (the CLI's default database); the others need PostgreSQL only.
-SQLITE_PHASES = ("overhead", "cli", "scale")
+SQLITE_PHASES = ("overhead", "follow", "cli", "scale")
 FULL = {
     "nodes": 20,
     "overhead_runs": 15,
@@ -81,7 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
         help="PostgreSQL server URL, without a database (default: $BENCH_POSTGRES_URL or "
-        "postgres://postgres@127.0.0.1:5432); a database orchestrator_bench_<pid> is created there.",
+        "postgres://postgres@127.0.0.1:5432); a database orchestrator_bench_<pid> is created "
+        "there.",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="Skip the SQLite figures.")
     parser.add_argument(
@@ -277,6 +278,25 @@ def rows(results: dict[str, dict[str, Any]], counts: dict[str, int]) -> list[dic
                     met=pause["nodes_started_after_pause"] == 0 and pause["paused"] > 0,
                 )
             )
+    for db, name in names.items():
+        result = results.get(db, {}).get("follow")
+        if result is None:
+            continue
+        title = f"3. Run COMPLETED → `pr watch` printed it, {name}"
+        if (bad := _failed(title, result)) is not None:
+            table.append(bad)
+            continue
+        latency = result["completed_to_printed"]
+        primary = db == "postgresql"
+        how = "notified" if result["notified"] else "polling every 0.2 s"
+        table.append(
+            _row(
+                f"{title} ({how}, of {latency['n']})",
+                f"median {seconds(latency['median'])}, max {seconds(latency['max'])}",
+                target="median ≤ 30 ms" if primary else "reported",
+                met=latency["median"] <= 0.03 if primary else None,
+            )
+        )
     for db, name in names.items():
         result = results.get(db, {}).get("cli")
         if result is None:

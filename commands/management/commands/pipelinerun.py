@@ -6,17 +6,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
 
-from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from commands.progress import Progress, executing_here, follow
-from orchestrator import changes, clarifai, control, dispatch, mirror
-from orchestrator.errors import ClarifaiError
-from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import ALLOWED_WHEN, TERMINAL, Action, NodeStatus, RunStatus
+
+# What a verb needs is imported when it runs: `--help` is answered without Django set up.
+if TYPE_CHECKING:
+    from orchestrator.changes import Follower
+    from orchestrator.models import PipelineRun
 
 CLARIFAI_IDS = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
 
@@ -141,6 +141,9 @@ class Command(OrchestratorCommand):
     # --- pause / cancel / resume ------------------------------------------------------------
 
     def _control(self, action: Action, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator import control, dispatch
+
         ref = opts["run_id"] or opts["pipeline_version_run_id"]
         if not ref:
             raise CommandError(
@@ -173,6 +176,11 @@ class Command(OrchestratorCommand):
 
     def _resume_inline(self, run_id: int, opts: dict[str, Any]) -> None:
         """No broker: the rest of the run executes here, and ends with the result display."""
+        from commands import display
+        from commands.progress import Progress, executing_here
+        from orchestrator import control
+        from orchestrator.models import PipelineRun
+
         progress = Progress(sys.stderr, enabled=not opts["json"])
         with executing_here(run_id, progress, opts["json"]):
             result = control.signal(run_id, Action.RESUME)
@@ -187,12 +195,16 @@ class Command(OrchestratorCommand):
             raise CommandError(error)
 
     def _wait(self, run_id: int, action: Action, timeout: float) -> PipelineRun:
+        from orchestrator import changes
+
         with changes.Follower(run_id, interval=0.1) as follower:
             return self._wait_for(run_id, action, timeout, follower)
 
     def _wait_for(
-        self, run_id: int, action: Action, timeout: float, follower: changes.Follower
+        self, run_id: int, action: Action, timeout: float, follower: Follower
     ) -> PipelineRun:
+        from orchestrator.models import NodeRun, PipelineRun
+
         deadline = time.monotonic() + timeout
         while True:
             run = PipelineRun.objects.get(pk=run_id)
@@ -217,6 +229,10 @@ class Command(OrchestratorCommand):
         self, action: Action, ref: str, ids: dict[str, Any], opts: dict[str, Any]
     ) -> None:
         """No local run: patch the Clarifai pipeline version run directly, like `clarifai pr`."""
+        from commands import display
+        from orchestrator import clarifai
+        from orchestrator.errors import ClarifaiError
+
         try:
             resolved = clarifai.resolve_ids(ref, **ids)
         except ClarifaiError as exc:
@@ -252,6 +268,9 @@ class Command(OrchestratorCommand):
     # --- list / status / watch ----------------------------------------------------------------
 
     def _list(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineRun
+
         if opts["limit"] < 1 or opts["page"] < 1:
             raise CommandError("--limit and --page must be at least 1")
         runs = PipelineRun.objects.all()
@@ -299,6 +318,9 @@ class Command(OrchestratorCommand):
             self.line(f"More: orchestrator pr list --page {opts['page'] + 1}")
 
     def _status(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator import control, mirror
+
         run = control.get_run(opts["run_id"])
         if opts["json"]:
             data = display.run_as_dict(run, events=True)
@@ -309,6 +331,10 @@ class Command(OrchestratorCommand):
         self.lines(display.status_lines(run))
 
     def _watch(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from commands.progress import Progress, follow
+        from orchestrator import control
+
         run = control.get_run(opts["run_id"])
         progress = Progress(sys.stdout)
         progress.say(f"Watching pipeline run {run.pk} ({run.pipeline_name}): {run.status}")

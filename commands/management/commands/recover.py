@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from commands import display
 from commands.base import OrchestratorCommand
-from orchestrator import recovery
 
 
 class Command(OrchestratorCommand):
@@ -24,6 +22,9 @@ class Command(OrchestratorCommand):
         )
 
     def run(self, **opts: Any) -> None:
+        from commands import display
+        from orchestrator import recovery
+
         report = recovery.recover()
         if opts["json"]:
             self.line(display.dumps(report.as_dict()))
