@@ -20,8 +20,9 @@ from django.db import connection, transaction
 
 #: Prefix of a run's channel name; the run id follows (``orchestrator_run_42``).
 CHANNEL_PREFIX = "orchestrator_run_"
-#: A statement announcing a change to the run ``%(run)s``, for SQL that is sent in one piece.
-ANNOUNCE_SQL = f"SELECT pg_notify('{CHANNEL_PREFIX}' || %(run)s, '')"
+#: An expression announcing a change to the run ``%(run)s``, for SQL that does it in passing.
+ANNOUNCE = f"pg_notify('{CHANNEL_PREFIX}' || %(run)s, '')"
+ANNOUNCE_SQL = f"SELECT {ANNOUNCE}"
 #: Seconds a follower waits for a notification before re-reading the run anyway.
 SAFETY_INTERVAL = 1.0
 

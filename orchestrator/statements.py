@@ -6,7 +6,7 @@ Every statement is a compare-and-set: it changes a row only from the states the 
 
 On PostgreSQL a node costs one durable commit: the completion's. The claim commits without
 waiting for the WAL flush (see :data:`UNFLUSHED`). Both announce the change to followers
-(:mod:`orchestrator.changes`) in the same round trip.
+(:mod:`orchestrator.changes`) in the same statement, and both are prepared statements.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 from django.db import connection, transaction
 
-from orchestrator.changes import ANNOUNCE_SQL
+from orchestrator.changes import ANNOUNCE
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import Action, RunStatus, sources_for
 
@@ -76,9 +78,10 @@ SELECT (SELECT count(*) FROM node), (SELECT count(*) FROM moved)
 #: (or recovery re-dispatches it), and the node runs again, which the at-least-once rule
 #: already allows. Nothing outside the database acts on the claim alone except the node itself.
 #: Any other session's synchronous commit made after the claim (a pause, say) flushes it too.
-#: Sent in one piece with the statement, ``SET LOCAL`` costs no round trip: a multi-statement
-#: query is one implicit transaction, and the setting ends with it.
-UNFLUSHED = "SET LOCAL synchronous_commit = off"
+#: Set inside the claim's own statement (which is its own transaction), it costs no round trip;
+#: ``true`` makes it local to that transaction, and PostgreSQL applies the setting in force
+#: when a transaction commits.
+UNFLUSHED = "set_config('synchronous_commit', 'off', true)"
 
 
 def _postgres() -> bool:
@@ -97,7 +100,7 @@ def unflushed() -> Iterator[None]:
     with transaction.atomic():
         if _postgres():
             with connection.cursor() as cursor:
-                cursor.execute(UNFLUSHED)
+                cursor.execute(f"SELECT {UNFLUSHED}")
         yield
 
 
@@ -107,17 +110,52 @@ def _fetch(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
-def _fetch_announced(sql: str, params: dict[str, Any], *, flush: bool) -> tuple[Any, ...] | None:
-    """PostgreSQL: run ``sql`` and announce a change to run ``params["run"]`` in one round trip
-    (one implicit transaction); without ``flush``, its commit does not wait for the WAL flush.
-    Inside a caller's transaction the caller's commit decides, so nothing is relaxed."""
-    relax = not flush and not connection.in_atomic_block
-    parts = [UNFLUSHED, sql, ANNOUNCE_SQL] if relax else [sql, ANNOUNCE_SQL]
-    with connection.cursor() as cursor:
-        cursor.execute(";\n".join(parts), params)
-        if relax:
-            cursor.nextset()  # past SET's empty result to the statement's
+def _one_statement(sql: str, *, flush: bool) -> str:
+    """``sql`` (``WITH ... SELECT ...``) as one statement that also announces a change to run
+    ``%(run)s`` to its followers, and, without ``flush``, commits without waiting for the WAL
+    flush. The final SELECT's rows are kept: each added CTE yields exactly one row."""
+    ctes, select = sql.strip().removeprefix("WITH").rsplit("\nSELECT ", 1)
+    added = {"announced": ANNOUNCE} if flush else {"relaxed": UNFLUSHED, "announced": ANNOUNCE}
+    heads = "".join(f"{name} AS (SELECT {expr} AS done), " for name, expr in added.items())
+    return f"WITH {heads}{ctes.strip()}\nSELECT result.* FROM (SELECT {select}) AS result, " + (
+        ", ".join(added)
+    )
+
+
+#: psycopg's count of executions before it prepares a statement on its own: never, in effect.
+ONLY_WHEN_ASKED = 2**31 - 1
+_CLAIM_PG_UNFLUSHED = _one_statement(_CLAIM_PG, flush=False)
+_CLAIM_PG_FLUSHED = _one_statement(_CLAIM_PG, flush=True)
+_COMPLETE_PG_ANNOUNCED = _one_statement(_COMPLETE_PG, flush=True)
+
+
+def _fetch_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """PostgreSQL: run ``sql`` as a prepared statement, so that a connection parses and plans
+    it once rather than on every node (planning the claim costs more than running it)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:  # Django's default turns preparing off altogether;
+        raw.prepare_threshold = ONLY_WHEN_ASKED  # Django's own cursors never prepare anyway
+    with connection._prepare_cursor(_preparing_cursor()(raw)) as cursor:
+        cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+@cache
+def _preparing_cursor() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        """Binds parameters on the server and prepares every statement it executes."""
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            done = super().execute(query, params, prepare=True)
+            # psycopg notes the query it sent only when it does not prepare it, and Django's
+            # query log (and the tests that count statements) reads it from there.
+            self._query = SimpleNamespace(query=str(query).encode())
+            return done
+
+    return PreparingCursor
 
 
 def _rowcount(sql: str, params: dict[str, Any]) -> int:
@@ -150,7 +188,9 @@ def claim(
         "stale": adapt(stale),
     }
     if _postgres():
-        row = _fetch_announced(_CLAIM_PG, params, flush=False)
+        # Inside a caller's transaction the caller's commit decides: nothing is relaxed.
+        flush = connection.in_atomic_block
+        row = _fetch_prepared(_CLAIM_PG_FLUSHED if flush else _CLAIM_PG_UNFLUSHED, params)
         assert row is not None
         return bool(row[0]), (row[1], row[2]) if row[1] is not None else None
     if not _rowcount(_CLAIM_RUN, params):
@@ -180,7 +220,7 @@ def complete_and_advance(
         "next": next_id,
     }
     if _postgres():
-        row = _fetch_announced(_COMPLETE_PG, params, flush=True)
+        row = _fetch_prepared(_COMPLETE_PG_ANNOUNCED, params)
         assert row is not None
         return bool(row[0]), bool(row[1])
     if not _rowcount(_COMPLETE_NODE.format(cast=""), params):

@@ -18,21 +18,28 @@ pytestmark = [
 ]
 
 #: Statements that give a transaction a commit record to flush (NOTIFY assigns one too).
-WRITES = ("INSERT", "UPDATE", "DELETE", "WITH", "SELECT PG_NOTIFY")
-UNFLUSHED = " ".join(statements.UNFLUSHED.upper().split())
+WRITES = (
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "WITH",
+    "SELECT PG_NOTIFY",
+    f"SELECT {statements.UNFLUSHED}".upper(),
+)
 
 
 def commits(sqls: list[str]) -> dict[str, int]:
     """Write transactions among statements sent in autocommit mode, by whether their commit
-    waits for the WAL flush: a statement outside BEGIN/COMMIT is a transaction of its own
-    (several sent in one piece, too), and ``SET LOCAL synchronous_commit = off`` relaxes it."""
+    waits for the WAL flush: a statement outside BEGIN/COMMIT is a transaction of its own, and
+    setting ``synchronous_commit`` off for the transaction (:data:`statements.UNFLUSHED`)
+    relaxes it."""
     counted = {"synchronous": 0, "unflushed": 0}
     open_tx: list[str] | None = None
 
     def close(transaction: list[str]) -> None:
-        pieces = [" ".join(p.upper().split()) for sql in transaction for p in sql.split(";")]
-        if any(piece.startswith(WRITES) for piece in pieces):
-            counted["unflushed" if UNFLUSHED in pieces else "synchronous"] += 1
+        if any(sql.lstrip().upper().startswith(WRITES) for sql in transaction):
+            relaxed = any(statements.UNFLUSHED in sql for sql in transaction)
+            counted["unflushed" if relaxed else "synchronous"] += 1
 
     for sql in sqls:
         head = sql.split(None, 1)[0].upper()
@@ -70,15 +77,24 @@ def test_a_node_boundary_costs_one_synchronous_commit_and_one_unflushed():
     assert ten == {"synchronous": 1 + 10, "unflushed": 10}
 
 
+def _setting_in(cte: str, *, flush: bool) -> tuple:
+    """synchronous_commit as seen inside a statement built like the hot path's, once ``cte``
+    (one of those it adds) has been evaluated."""
+    probe = f"WITH probe AS (SELECT 1)\nSELECT current_setting('synchronous_commit') FROM {cte}"
+    return statements._fetch_prepared(statements._one_statement(probe, flush=flush), {"run": 1})
+
+
 def test_the_claim_commits_unflushed_and_the_completion_synchronously():
-    setting = "SELECT current_setting('synchronous_commit')"
-    claim = statements._fetch_announced(setting, {"run": 1}, flush=False)
-    completion = statements._fetch_announced(setting, {"run": 1}, flush=True)
-    # SET LOCAL ends with the claim's implicit transaction: the session stays synchronous.
+    # The hot-path statements are built the same way: their own transaction, relaxed or not.
+    claim = _setting_in("relaxed", flush=False)
+    completion = _setting_in("announced", flush=True)
+    # The setting ends with the claim's transaction: the session stays synchronous.
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         session = cursor.fetchone()
     assert (claim, completion, session) == (("off",), ("on",), ("on",))
+    assert statements.UNFLUSHED in statements._CLAIM_PG_UNFLUSHED
+    assert statements.UNFLUSHED not in statements._COMPLETE_PG_ANNOUNCED
 
 
 def test_heartbeats_commit_unflushed_and_leave_the_session_synchronous():
@@ -94,8 +110,22 @@ def test_heartbeats_commit_unflushed_and_leave_the_session_synchronous():
 def test_inside_a_callers_transaction_the_claim_relaxes_nothing():
     from django.db import transaction
 
-    with transaction.atomic():
-        inside = statements._fetch_announced(
-            "SELECT current_setting('synchronous_commit')", {"run": 1}, flush=False
+    run = run_inline(chain(*waits(1)))
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        statements.claim(run.pk, "w0", "wait", 0, "", "here", run.created_at, run.created_at)
+    assert not any(statements.UNFLUSHED in q["sql"] for q in captured.captured_queries)
+
+
+def test_the_claim_and_the_completion_are_parsed_and_planned_once_per_connection():
+    run_inline(chain(*waits(10)))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
         )
-    assert inside == ("on",)
+        prepared = cursor.fetchall()
+    executions = {
+        kind: sum(count for statement, count in prepared if marker in statement)
+        for kind, marker in (("claim", "claimed_node AS"), ("completion", "moved AS"))
+    }
+    # Nine completions advance the run; the last one completes it through the ORM.
+    assert executions == {"claim": 10, "completion": 9}
