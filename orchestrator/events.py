@@ -34,5 +34,6 @@ def record(run_id: int, kind: str, node_id: str = "", **details: Any) -> RunEven
             pid=os.getpid(),
             details=details,
         )
-        changes.announce(run_id)
+        if kind != RunEvent.QUEUED:  # nobody follows a run that did not exist a moment ago
+            changes.announce(run_id)
     return event

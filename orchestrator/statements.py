@@ -5,8 +5,8 @@ elsewhere (SQLite) each is two statements, the second pair inside the caller's t
 Every statement is a compare-and-set: it changes a row only from the states the engine allows.
 
 On PostgreSQL a node costs one durable commit: the completion's. The claim commits without
-waiting for the WAL flush (see :data:`UNFLUSHED`). Both announce the change to followers
-(:mod:`orchestrator.changes`) in the same statement, and both are prepared statements.
+waiting for the WAL flush (see :data:`UNFLUSHED`) and announces the run's change to followers
+(:mod:`orchestrator.changes`) in the same statement. Both are prepared statements.
 """
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ def _one_statement(sql: str, *, flush: bool) -> str:
 ONLY_WHEN_ASKED = 2**31 - 1
 _CLAIM_PG_UNFLUSHED = _one_statement(_CLAIM_PG, flush=False)
 _CLAIM_PG_FLUSHED = _one_statement(_CLAIM_PG, flush=True)
-_COMPLETE_PG_ANNOUNCED = _one_statement(_COMPLETE_PG, flush=True)
 
 
 def _fetch_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -220,7 +219,10 @@ def complete_and_advance(
         "next": next_id,
     }
     if _postgres():
-        row = _fetch_prepared(_COMPLETE_PG_ANNOUNCED, params)
+        # Announced by the next node's claim, right after: a NOTIFY here would hold
+        # PostgreSQL's cluster-wide notification lock across this commit's WAL flush, one
+        # completion at a time. A run that does not advance is announced by its run event.
+        row = _fetch_prepared(_COMPLETE_PG, params)
         assert row is not None
         return bool(row[0]), bool(row[1])
     if not _rowcount(_COMPLETE_NODE.format(cast=""), params):

@@ -94,7 +94,7 @@ def test_the_claim_commits_unflushed_and_the_completion_synchronously():
         session = cursor.fetchone()
     assert (claim, completion, session) == (("off",), ("on",), ("on",))
     assert statements.UNFLUSHED in statements._CLAIM_PG_UNFLUSHED
-    assert statements.UNFLUSHED not in statements._COMPLETE_PG_ANNOUNCED
+    assert statements.UNFLUSHED not in statements._COMPLETE_PG
 
 
 def test_heartbeats_commit_unflushed_and_leave_the_session_synchronous():
