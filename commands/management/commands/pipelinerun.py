@@ -141,7 +141,6 @@ class Command(OrchestratorCommand):
     # --- pause / cancel / resume ------------------------------------------------------------
 
     def _control(self, action: Action, opts: dict[str, Any]) -> None:
-        from commands import display
         from orchestrator import control, dispatch
 
         ref = opts["run_id"] or opts["pipeline_version_run_id"]
@@ -165,6 +164,8 @@ class Command(OrchestratorCommand):
         if opts["wait"] and not result.noop:
             run = self._wait(run.pk, action, opts["timeout"])
         if opts["json"]:
+            from commands import display
+
             data = {**result.as_dict(), "status": run.status}
             if opts["wait"]:
                 data["waited"] = True
