@@ -42,6 +42,8 @@ class Context:
     workdir: Path
     counts: dict[str, int]
     worker_app: str = "workers.celery"
+    #: The ``clarifai`` console script (clarifai 12.x) to compare ``pr pause --help`` with.
+    clarifai: str = ""
     rng: random.Random = field(default_factory=lambda: random.Random(6))
 
     def env(self) -> dict[str, str]:
@@ -403,6 +405,17 @@ def _wall(ctx: Context, argv: list[str]) -> float:
     return took
 
 
+def _help_pair(ctx: Context, command: list[str], first_ours: bool) -> tuple[float, float]:
+    """``pr pause --help`` of ours and of the clarifai CLI, one right after the other."""
+    ours_argv = [*command, "pr", "pause", "--help"]
+    theirs_argv = [ctx.clarifai, "pr", "pause", "--help"]
+    if first_ours:
+        ours = _wall(ctx, ours_argv)
+        return ours, _wall(ctx, theirs_argv)
+    theirs = _wall(ctx, theirs_argv)
+    return _wall(ctx, ours_argv), theirs
+
+
 def cli(ctx: Context) -> dict[str, Any]:
     """Whole-process wall time of ``pr status``, ``pr pause`` and ``--help``, against a bare
     interpreter start (``python -c pass``) as the floor."""
@@ -411,6 +424,7 @@ def cli(ctx: Context) -> dict[str, Any]:
     shown = run_inline(line(ctx.counts["nodes"]))
     queued_def = line(3)
     samples: dict[str, list[float]] = {"status": [], "pause": [], "help": [], "python": []}
+    pairs: list[tuple[float, float]] = []  # pr pause --help: ours, clarifai's
     for i in range(warmup + runs):
         queued = engine.create_run(queued_def, payload={}, source="bench")  # QUEUED, no worker
         taken = {
@@ -419,6 +433,8 @@ def cli(ctx: Context) -> dict[str, Any]:
             "help": _wall(ctx, [*command, "--help"]),
             "python": _wall(ctx, [sys.executable, "-c", "pass"]),
         }
+        if ctx.clarifai and i >= warmup:
+            pairs.append(_help_pair(ctx, command, first_ours=i % 2 == 0))
         if run_status(queued.pk) != RunStatus.PAUSED:
             raise BenchError(f"pr pause left run {queued.pk} {run_status(queued.pk)}")
         if i >= warmup:
@@ -426,6 +442,14 @@ def cli(ctx: Context) -> dict[str, Any]:
                 samples[name].append(value)
     result = {name: summary(values) for name, values in samples.items()}
     result["command"] = " ".join(Path(part).name for part in command)
+    if pairs:
+        ours, theirs = summary(p[0] for p in pairs), summary(p[1] for p in pairs)
+        result["pause_help"] = {
+            "ours": ours,
+            "clarifai": theirs,
+            "ratio": round(ours["median"] / theirs["median"], 3),
+            "pair_ratios": summary((a / b for a, b in pairs), digits=3),
+        }
     ctx.say(
         "cli: " + ", ".join(f"{name} {result[name]['median'] * 1000:.0f} ms" for name in samples)
     )

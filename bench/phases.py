@@ -49,6 +49,7 @@ def main(config_path: str) -> int:
         workdir=Path(config["workdir"]),
         counts=config["counts"],
         worker_app=config.get("worker_app", "workers.celery"),
+        clarifai=config.get("clarifai", ""),
         rng=random.Random(config.get("seed", 6)),
     )
     wanted = config["phases"]
