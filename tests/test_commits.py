@@ -119,9 +119,7 @@ def test_inside_a_callers_transaction_the_claim_relaxes_nothing():
 def test_the_claim_and_the_completion_are_parsed_and_planned_once_per_connection():
     run_inline(chain(*waits(10)))
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
-        )
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
         prepared = cursor.fetchall()
     executions = {
         kind: sum(count for statement, count in prepared if marker in statement)
