@@ -221,7 +221,9 @@ def overhead(ctx: Context) -> dict[str, Any]:
 # --- 2. throughput ------------------------------------------------------------------------------
 
 
-def _ours_batch(definition: definitions.Definition, runs: int) -> dict[str, float]:
+def _ours_batch(
+    definition: definitions.Definition, runs: int, interval: float = 0.01
+) -> dict[str, float]:
     started = time.perf_counter()
     ids = [queue_run(definition).pk for _ in range(runs)]
     enqueued = time.perf_counter()
@@ -231,7 +233,7 @@ def _ours_batch(definition: definitions.Definition, runs: int) -> dict[str, floa
         ended = rows.filter(status__in=list(TERMINAL)).count()
         return ended == runs
 
-    wait_until(all_ended, timeout=600, interval=0.01, what=f"{runs} runs to end")
+    wait_until(all_ended, timeout=600, interval=interval, what=f"{runs} runs to end")
     finished = time.perf_counter()
     failed = rows.exclude(status=RunStatus.COMPLETED).count()
     if failed:
@@ -257,6 +259,34 @@ def _raw_batch(tasks: int) -> dict[str, float]:
     return {"enqueue_s": enqueued - started, "total_s": finished - started}
 
 
+#: pg_stat_database counters read around a batch (the database is the bench's own).
+DATABASE_COUNTERS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_fetched")
+
+
+def _database_counters() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(
+            f"SELECT {', '.join(DATABASE_COUNTERS)} FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return dict(zip(DATABASE_COUNTERS, cursor.fetchone(), strict=True))
+
+
+def _database_work(definition: definitions.Definition, runs: int) -> dict[str, float]:
+    """What one more batch of runs costs PostgreSQL, per node, from its own counters (enqueueing
+    included). Other backends report their counts when idle, at most every ten seconds: the
+    read after the batch waits for that."""
+    before = _database_counters()
+    _ours_batch(definition, runs, interval=1.0)  # the bench's own reads: one a second
+    time.sleep(11)
+    after = _database_counters()
+    nodes = runs * len(definition.nodes)
+    return {name: round((after[name] - before[name]) / nodes, 2) for name in DATABASE_COUNTERS}
+
+
 def throughput(ctx: Context) -> dict[str, Any]:
     """``runs`` concurrent 5-node runs on one worker of concurrency 2, in nodes per second,
     against as many raw no-op tasks on a raw worker of concurrency 2."""
@@ -275,6 +305,7 @@ def throughput(ctx: Context) -> dict[str, Any]:
                 into.append(
                     _ours_batch(definition, runs) if name == "ours" else _raw_batch(runs * nodes)
                 )
+        database = _database_work(definition, runs) if ctx.database == "postgresql" else {}
     total = runs * nodes
     ours_rate = statistics.median(total / r["total_s"] for r in ours)
     raw_rate = statistics.median(total / r["total_s"] for r in raw)
@@ -285,6 +316,7 @@ def throughput(ctx: Context) -> dict[str, Any]:
         "ours": {"nodes_per_s": round(ours_rate, 1), "rounds": ours},
         "raw": {"tasks_per_s": round(raw_rate, 1), "rounds": raw},
         "ratio": round(ours_rate / raw_rate, 3),
+        "postgresql_per_node": database,
     }
     ctx.say(
         f"throughput: ours {ours_rate:.0f} nodes/s, raw {raw_rate:.0f} tasks/s, "

@@ -249,6 +249,16 @@ def rows(results: dict[str, dict[str, Any]], counts: dict[str, int]) -> list[dic
                 result["ratio"] >= 0.5,
             )
         )
+        work = result.get("postgresql_per_node") if "error" not in result else None
+        if work:
+            table.append(
+                _row(
+                    "2. PostgreSQL work per node in a throughput batch (pg_stat_database)",
+                    f"{work['xact_commit']:g} commits, {work['tup_inserted']:g} rows inserted, "
+                    f"{work['tup_updated']:g} updated",
+                    target="reported",
+                )
+            )
     if "signals" in pg:
         result = pg["signals"]
         bad = _failed("3. Signals", result)
