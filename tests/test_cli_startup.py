@@ -40,7 +40,13 @@ def probe(*args: str) -> tuple[str, dict]:
 
 @pytest.mark.parametrize(
     "args",
-    [("pr", "pause", "--help"), ("pipelinerun", "status", "-h"), ("recover", "--help")],
+    [
+        ("pr", "pause", "--help"),
+        ("pipelinerun", "status", "-h"),
+        ("run_pipeline", "--help"),
+        ("pipeline", "save", "--help"),
+        ("recover", "--help"),
+    ],
 )
 def test_help_of_a_command_loads_no_models_database_driver_or_admin(args: tuple[str, ...]):
     shown, report = probe(*args)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
-from django.db import transaction
-from django.db.models import F
 
-from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
 from orchestrator import definitions
 from orchestrator.errors import DefinitionError
-from orchestrator.models import PipelineDefinition
+
+# What a verb needs is imported when it runs: `--help` is answered without Django set up.
+if TYPE_CHECKING:
+    from orchestrator.models import PipelineDefinition
 
 SAMPLES_DIR = Path(definitions.__file__).parent / "samples"
 
@@ -58,6 +58,9 @@ class Command(OrchestratorCommand):
         getattr(self, f"_{opts['verb']}")(opts)
 
     def _list(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineDefinition
+
         rows = list(
             PipelineDefinition.objects.order_by("name").values(
                 "name", "version", "is_active", "description", "updated_at"
@@ -74,6 +77,9 @@ class Command(OrchestratorCommand):
             self.line(f"{row['name']:<28} v{row['version']:<4} {row['description'][:60]}{state}")
 
     def _show(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineDefinition
+
         stored = PipelineDefinition.objects.filter(name=opts["name"]).first()
         if stored is None:
             raise CommandError(f"Pipeline definition not found: {opts['name']}")
@@ -83,6 +89,8 @@ class Command(OrchestratorCommand):
         )
 
     def _validate(self, opts: dict[str, Any]) -> None:
+        from orchestrator.models import PipelineDefinition
+
         target = opts["target"]
         stored = (
             None
@@ -116,6 +124,11 @@ def save_file(
     path: str, *, name: str | None = None, active: bool = True
 ) -> tuple[PipelineDefinition, bool]:
     """Validate the JSON file and store it, bumping the version when it exists already."""
+    from django.db import transaction
+    from django.db.models import F
+
+    from orchestrator.models import PipelineDefinition
+
     data = definitions.load_file(path)
     try:
         definition = definitions.parse(
