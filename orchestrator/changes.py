@@ -31,9 +31,9 @@ def channel(run_id: int) -> str:
     return f"{CHANNEL_PREFIX}{int(run_id)}"
 
 
-def supported(using: Any = None) -> bool:
+def supported() -> bool:
     """Whether changes are announced on this database (PostgreSQL); else followers poll."""
-    return (using or connection).vendor == "postgresql"
+    return connection.vendor == "postgresql"
 
 
 def announce(run_id: int) -> None:
