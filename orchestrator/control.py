@@ -15,9 +15,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import dispatch, engine, events, mirror, runref
+from orchestrator import dispatch, events, mirror, runref, transitions
 from orchestrator.errors import DispatchDeferred, RunNotFound, TransitionRefused, UsageError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
+from orchestrator.plans import plans
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
 
 VERBS = {Action.PAUSE: "pause", Action.CANCEL: "cancel", Action.RESUME: "resume"}
@@ -176,7 +177,7 @@ def _apply(
         effect = RunEvent.PAUSED
     elif target == RunStatus.CANCELLED:
         # A cancelled run resumes from nowhere.
-        fields.update(engine.ended_fields(run.started_at, now), resume_from="")
+        fields.update(transitions.ended_fields(run.started_at, now), resume_from="")
         effect = RunEvent.CANCELLED
     elif resumed:
         fields.update(current_node=resume_node, resume_from="", dispatched_at=now)
@@ -198,19 +199,21 @@ def _apply(
             details = {"resume_from": run.resume_from} if effect == RunEvent.PAUSED else {}
             mirrored = events.record(run.pk, effect, **details)
         if target == RunStatus.CANCELLED:
-            engine.cancel_pending_nodes(run.pk, now)
+            transitions.cancel_pending_nodes(run.pk, now)
         message = _message(run, action, previous)
         if effect is not None or resumed:
             mirror.schedule(run.pk, mirrored.pk)
         if resumed:
             # Inline, the node runs right here, and its own errors are its own.
             inline = dispatch.get().inline
-            engine.enqueue_after_commit(run.pk, resume_node, on_error=None if inline else unqueued)
+            transitions.enqueue_after_commit(
+                run.pk, resume_node, on_error=None if inline else unqueued
+            )
     return message
 
 
 def _next_of(run: PipelineRun, node_id: str) -> str | None:
-    return engine.plans.get(run.pk).definition.node(node_id).next
+    return plans.get(run.pk).definition.node(node_id).next
 
 
 def _running_node(run: PipelineRun) -> str | None:
@@ -271,4 +274,4 @@ def interrupt(ref: str | int) -> None:
     NodeRun.objects.filter(run_id=run.pk, status=NodeStatus.RUNNING).update(
         status=NodeStatus.CANCELLED, finished_at=timezone.now(), error="Interrupted"
     )
-    engine.settle(run.pk)
+    transitions.settle(run.pk)

@@ -114,7 +114,8 @@ def move_run(
         if error:
             fields["error"] = details["error"] = error
         # The status and its event land together, so the trail never shows them out of order.
-        with transaction.atomic():
+        # Inside a node's transaction no savepoint is needed: a failure here fails it all.
+        with transaction.atomic(savepoint=False):
             if PipelineRun.objects.filter(pk=run_id, status=row["status"]).update(**fields):
                 if target == RunStatus.CANCELLED:
                     cancel_pending_nodes(run_id, now)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
 
-from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from orchestrator import catalog, definitions, limits
+from orchestrator import definitions, limits
 from orchestrator.errors import DefinitionError
-from orchestrator.models import PipelineDefinition
+
+# What a verb needs is imported when it runs: `--help` is answered without Django set up.
+if TYPE_CHECKING:
+    from orchestrator.models import PipelineDefinition
 
 SAMPLES_DIR = Path(definitions.__file__).parent / "samples"
 
@@ -60,6 +62,9 @@ class Command(OrchestratorCommand):
         getattr(self, f"_{opts['verb']}")(opts)
 
     def _list(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineDefinition
+
         rows = list(
             PipelineDefinition.objects.order_by("name").values(
                 "name", "version", "is_active", "description", "updated_at"
@@ -77,6 +82,9 @@ class Command(OrchestratorCommand):
             self.line(f"{row['name']:<28} v{row['version']:<6} {row['description'][:60]}{state}")
 
     def _show(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineDefinition
+
         stored = PipelineDefinition.objects.filter(name=opts["name"]).first()
         if stored is None:
             raise CommandError(f"Pipeline definition not found: {opts['name']}")
@@ -89,6 +97,9 @@ class Command(OrchestratorCommand):
         )
 
     def _validate(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineDefinition
+
         target = opts["target"]
         stored = (
             None
@@ -128,6 +139,8 @@ class Command(OrchestratorCommand):
         self._report(outcomes, opts["json"])
 
     def _report(self, outcomes: list[tuple[PipelineDefinition, str]], as_json: bool) -> None:
+        from commands import display
+
         if as_json:
             rows = [
                 {"name": stored.name, "version": stored.version, "outcome": outcome}
@@ -149,6 +162,8 @@ def save_file(
 
     Returns the stored definition and what happened: ``created``, ``updated`` or ``unchanged``.
     """
+    from orchestrator import catalog
+
     data = definitions.load_file(path)
     if not (name or (isinstance(data, dict) and data.get("name"))):
         problems = definitions.validate(data)
