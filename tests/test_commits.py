@@ -112,7 +112,9 @@ def test_inside_a_callers_transaction_the_claim_relaxes_nothing():
 
     run = run_inline(chain(*waits(1)))
     with CaptureQueriesContext(connection) as captured, transaction.atomic():
-        statements.claim(run.pk, "w0", "wait", 0, "", "here", run.created_at, run.created_at)
+        statements.claim(
+            run.pk, "w0", "wait", 0, "", "here", "holder", run.created_at, run.created_at
+        )
     assert not any(statements.UNFLUSHED in q["sql"] for q in captured.captured_queries)
 
 

@@ -85,6 +85,22 @@ def test_following_a_run_on_postgresql_needs_no_polling(monkeypatch: pytest.Monk
     ]
 
 
+@postgres_only
+def test_a_follower_whose_listening_connection_dies_polls_then_listens_again(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(changes, "SAFETY_INTERVAL", 0.2)  # how soon it tries listening again
+    run = queued()
+    with changes.Follower(run.pk, interval=0.01) as follower:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [follower._listener.info.backend_pid])
+        assert follower.wait(30) is False  # the broken connection is not an error
+        assert not follower.listening
+        wait_for(lambda: follower.wait(0.05) is not None and follower.listening)
+        events.record(run.pk, RunEvent.PAUSE_REQUESTED)
+        assert follower.wait(30) is True
+
+
 def test_without_postgresql_a_follower_polls():
     if changes.supported():
         pytest.skip("PostgreSQL announces changes")
