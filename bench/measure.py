@@ -42,6 +42,8 @@ class Context:
     workdir: Path
     counts: dict[str, int]
     worker_app: str = "workers.celery"
+    #: The ``clarifai`` console script (clarifai 12.x) to compare ``pr pause --help`` with.
+    clarifai: str = ""
     rng: random.Random = field(default_factory=lambda: random.Random(6))
 
     def env(self) -> dict[str, str]:
@@ -228,7 +230,9 @@ def overhead(ctx: Context) -> dict[str, Any]:
 # --- 2. throughput ------------------------------------------------------------------------------
 
 
-def _ours_batch(definition: definitions.Definition, runs: int) -> dict[str, float]:
+def _ours_batch(
+    definition: definitions.Definition, runs: int, interval: float = 0.01
+) -> dict[str, float]:
     started = time.perf_counter()
     ids = [queue_run(definition).pk for _ in range(runs)]
     enqueued = time.perf_counter()
@@ -238,7 +242,7 @@ def _ours_batch(definition: definitions.Definition, runs: int) -> dict[str, floa
         ended = rows.filter(status__in=list(TERMINAL)).count()
         return ended == runs
 
-    wait_until(all_ended, timeout=600, interval=0.01, what=f"{runs} runs to end")
+    wait_until(all_ended, timeout=600, interval=interval, what=f"{runs} runs to end")
     finished = time.perf_counter()
     failed = rows.exclude(status=RunStatus.COMPLETED).count()
     if failed:
@@ -264,6 +268,34 @@ def _raw_batch(tasks: int) -> dict[str, float]:
     return {"enqueue_s": enqueued - started, "total_s": finished - started}
 
 
+#: pg_stat_database counters read around a batch (the database is the bench's own).
+DATABASE_COUNTERS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_fetched")
+
+
+def _database_counters() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(
+            f"SELECT {', '.join(DATABASE_COUNTERS)} FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return dict(zip(DATABASE_COUNTERS, cursor.fetchone(), strict=True))
+
+
+def _database_work(definition: definitions.Definition, runs: int) -> dict[str, float]:
+    """What one more batch of runs costs PostgreSQL, per node, from its own counters (enqueueing
+    included). Other backends report their counts when idle, at most every ten seconds: the
+    read after the batch waits for that."""
+    before = _database_counters()
+    _ours_batch(definition, runs, interval=1.0)  # the bench's own reads: one a second
+    time.sleep(11)
+    after = _database_counters()
+    nodes = runs * len(definition.nodes)
+    return {name: round((after[name] - before[name]) / nodes, 2) for name in DATABASE_COUNTERS}
+
+
 def throughput(ctx: Context) -> dict[str, Any]:
     """``runs`` concurrent 5-node runs on one worker of concurrency 2, in nodes per second,
     against as many raw no-op tasks on a raw worker of concurrency 2."""
@@ -282,6 +314,7 @@ def throughput(ctx: Context) -> dict[str, Any]:
                 into.append(
                     _ours_batch(definition, runs) if name == "ours" else _raw_batch(runs * nodes)
                 )
+        database = _database_work(definition, runs) if ctx.database == "postgresql" else {}
     total = runs * nodes
     ours_rate = statistics.median(total / r["total_s"] for r in ours)
     raw_rate = statistics.median(total / r["total_s"] for r in raw)
@@ -292,6 +325,7 @@ def throughput(ctx: Context) -> dict[str, Any]:
         "ours": {"nodes_per_s": round(ours_rate, 1), "rounds": ours},
         "raw": {"tasks_per_s": round(raw_rate, 1), "rounds": raw},
         "ratio": round(ours_rate / raw_rate, 3),
+        "postgresql_per_node": database,
     }
     ctx.say(
         f"throughput: ours {ours_rate:.0f} nodes/s, raw {raw_rate:.0f} tasks/s, "
@@ -412,6 +446,17 @@ def _wall(ctx: Context, argv: list[str]) -> float:
     return took
 
 
+def _help_pair(ctx: Context, command: list[str], first_ours: bool) -> tuple[float, float]:
+    """``pr pause --help`` of ours and of the clarifai CLI, one right after the other."""
+    ours_argv = [*command, "pr", "pause", "--help"]
+    theirs_argv = [ctx.clarifai, "pr", "pause", "--help"]
+    if first_ours:
+        ours = _wall(ctx, ours_argv)
+        return ours, _wall(ctx, theirs_argv)
+    theirs = _wall(ctx, theirs_argv)
+    return _wall(ctx, ours_argv), theirs
+
+
 def cli(ctx: Context) -> dict[str, Any]:
     """Whole-process wall time of ``pr status``, ``pr pause`` and ``--help``, against a bare
     interpreter start (``python -c pass``) as the floor."""
@@ -420,6 +465,7 @@ def cli(ctx: Context) -> dict[str, Any]:
     shown = run_inline(line(ctx.counts["nodes"]))
     queued_def = line(3)
     samples: dict[str, list[float]] = {"status": [], "pause": [], "help": [], "python": []}
+    pairs: list[tuple[float, float]] = []  # pr pause --help: ours, clarifai's
     for i in range(warmup + runs):
         queued = engine.create_run(queued_def, payload={}, source="bench")  # QUEUED, no worker
         taken = {
@@ -428,6 +474,8 @@ def cli(ctx: Context) -> dict[str, Any]:
             "help": _wall(ctx, [*command, "--help"]),
             "python": _wall(ctx, [sys.executable, "-c", "pass"]),
         }
+        if ctx.clarifai and i >= warmup:
+            pairs.append(_help_pair(ctx, command, first_ours=i % 2 == 0))
         if run_status(queued.pk) != RunStatus.PAUSED:
             raise BenchError(f"pr pause left run {queued.pk} {run_status(queued.pk)}")
         if i >= warmup:
@@ -435,6 +483,14 @@ def cli(ctx: Context) -> dict[str, Any]:
                 samples[name].append(value)
     result = {name: summary(values) for name, values in samples.items()}
     result["command"] = " ".join(Path(part).name for part in command)
+    if pairs:
+        ours, theirs = summary(p[0] for p in pairs), summary(p[1] for p in pairs)
+        result["pause_help"] = {
+            "ours": ours,
+            "clarifai": theirs,
+            "ratio": round(ours["median"] / theirs["median"], 3),
+            "pair_ratios": summary((a / b for a, b in pairs), digits=3),
+        }
     ctx.say(
         "cli: " + ", ".join(f"{name} {result[name]['median'] * 1000:.0f} ms" for name in samples)
     )

@@ -38,7 +38,7 @@ def main(config_path: str) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from bench import fanout, hotpath, measure, scale
+    from bench import fanout, follow, hotpath, measure, scale
     from bench.services import BenchError, running
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -49,11 +49,13 @@ def main(config_path: str) -> int:
         workdir=Path(config["workdir"]),
         counts=config["counts"],
         worker_app=config.get("worker_app", "workers.celery"),
+        clarifai=config.get("clarifai", ""),
         rng=random.Random(config.get("seed", 6)),
     )
     wanted = config["phases"]
     results: dict[str, Any] = {"database": ctx.database}
-    if "overhead" in wanted or "signals" in wanted:
+    serial = [name for name in ("overhead", "signals", "follow") if name in wanted]
+    if serial:
         workers = [ctx.ours_worker("ours-serial", 1)]
         if "overhead" in wanted:
             workers.append(ctx.worker("raw-serial", "bench.noop", measure.RAW_SERIAL, 1))
@@ -63,11 +65,12 @@ def main(config_path: str) -> int:
                     _run(results, "overhead", lambda: measure.overhead(ctx))
                 if "signals" in wanted:
                     _run(results, "signals", lambda: measure.signals(ctx))
+                if "follow" in wanted:
+                    _run(results, "follow", lambda: follow.follow_latency(ctx))
         except BenchError as exc:  # a worker did not start
             traceback.print_exc()
-            for name in ("overhead", "signals"):
-                if name in wanted:
-                    results.setdefault(name, {"error": str(exc)})
+            for name in serial:
+                results.setdefault(name, {"error": str(exc)})
     if "throughput" in wanted:
         _run(results, "throughput", lambda: measure.throughput(ctx))
     if "fanout" in wanted:

@@ -130,11 +130,15 @@ def _redis_binary() -> str:
 
 
 class PostgresDatabase:
-    """A dedicated PostgreSQL database, dropped and created afresh, and dropped at the end."""
+    """A dedicated PostgreSQL database, dropped and created afresh, and dropped at the end.
 
-    def __init__(self, server_url: str, name: str = "orchestrator_bench") -> None:
+    Its name carries this process's id (``orchestrator_bench_<pid>``), so that benchmarks run side
+    by side on one server, and test databases there, never drop each other's database.
+    """
+
+    def __init__(self, server_url: str, name: str = "") -> None:
         self.server_url = server_url.rstrip("/")
-        self.name = name
+        self.name = name or f"orchestrator_bench_{os.getpid()}"
 
     @property
     def url(self) -> str:

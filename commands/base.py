@@ -10,7 +10,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 from django.db import DatabaseError
 
-from commands import remote
 from orchestrator.database import describe_error, ensure_schema
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.limits import text_problem
@@ -73,6 +72,8 @@ class OrchestratorCommand(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             check_texts(options)
+            from commands import remote  # imported here: `--help` sets no Django up
+
             if remote.configured():  # ORCHESTRATOR_URL and no DATABASE_URL: through the API
                 remote.handler_for(self)(self, options)
                 return

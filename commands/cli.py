@@ -104,7 +104,33 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"orchestrator {__version__}\n")
         return
+    if _is_help(argv):
+        _print_help(argv)
     execute(["orchestrator", *argv[1:]])
+
+
+#: Our commands whose ``--help`` is answered without setting Django up (no apps, models or
+#: database driver loaded): their modules import what a verb needs when it runs.
+FAST_HELP = ("run_pipeline", "pipelinerun", "pr", "pipeline", "recover")
+
+
+def _is_help(argv: list[str]) -> bool:
+    return argv[1] in FAST_HELP and any(arg in ("-h", "--help") for arg in argv[2:])
+
+
+def _print_help(argv: list[str]) -> None:
+    """Print the command's help and exit as Django would; return if its module needs Django
+    set up first, or the arguments turn out not to ask for help after all."""
+    from importlib import import_module
+
+    from django.core.exceptions import AppRegistryNotReady, ImproperlyConfigured
+
+    try:
+        command = import_module(f"commands.management.commands.{argv[1]}").Command()
+    except (AppRegistryNotReady, ImproperlyConfigured):
+        return
+    command._called_from_command_line = True
+    command.create_parser("orchestrator", argv[1]).parse_args(argv[2:])  # exits after help
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Live progress: one line per node as it starts and ends, with the elapsed time.
 
-Inline runs report through the engine's signals; queued runs are followed by polling the
-database, which is where workers on other hosts record their nodes.
+Inline runs report through the engine's signals; queued runs are followed in the database,
+which is where workers on other hosts record their nodes: re-read when a change is announced
+(:mod:`orchestrator.changes`, PostgreSQL), polled elsewhere.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any, TextIO, TypeVar
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from orchestrator import conf, control, dispatch, engine, signals
+from orchestrator import changes, conf, control, dispatch, signals
 from orchestrator.models import NodeRun, PipelineRun
+from orchestrator.plans import plans
 from orchestrator.state import TERMINAL, Action, NodeStatus, RunStatus
 
 T = TypeVar("T")
@@ -146,12 +148,20 @@ def follow(
     interval: float = 0.2,
     timeout: float | None = None,
 ) -> PipelineRun:
-    """Poll the run until it ends or pauses, printing node changes; returns the run.
+    """Follow the run until it ends or pauses, printing node changes; returns the run.
 
+    The run is re-read when a change is announced (PostgreSQL), else every ``interval``.
     Lines for what happened before are stamped with their recorded times. When the run waits
     for a worker longer than ``ORCHESTRATOR_WORKER_NOTICE_SECONDS`` and none listens on its
     queue, it says so once. Raises FollowTimeout after ``timeout`` seconds.
     """
+    with changes.Follower(run_id, interval) as follower:
+        return _follow(run_id, progress, follower, timeout)
+
+
+def _follow(
+    run_id: int, progress: Progress, follower: changes.Follower, timeout: float | None
+) -> PipelineRun:
     seen: dict[str, tuple[str, int]] = {}
     started = time.monotonic()
     last_change = started
@@ -167,20 +177,19 @@ def follow(
         if RunStatus(run.status) in FOLLOW_UNTIL:
             return run
         now = time.monotonic()
-        if (
-            not noticed
-            and not running
-            and run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
-            and now - last_change >= conf.get("ORCHESTRATOR_WORKER_NOTICE_SECONDS")
-        ):
+        notice_at = last_change + float(conf.get("ORCHESTRATOR_WORKER_NOTICE_SECONDS"))
+        waiting = not running and run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+        if not noticed and waiting and now >= notice_at:
             noticed = True
             if (notice := worker_notice(run)) is not None:
                 progress.say(notice)
         if timeout is not None and now - started >= timeout:
             raise FollowTimeout(run)
-        time.sleep(
-            interval if timeout is None else min(interval, max(0.0, timeout - (now - started)))
-        )
+        # Woken by the run's next change; never past the timeout, nor past a notice's time.
+        limits = [started + timeout] if timeout is not None else []
+        if not noticed and waiting:
+            limits.append(notice_at)
+        follower.wait(max(0.0, min(limits) - now) if limits else None)
 
 
 def report(
@@ -219,9 +228,13 @@ def wait_for_effect(
     fetch: Callable[[], tuple[T, str, bool]],
     *,
     interval: float = 0.1,
+    pause: Callable[[float], object] | None = None,
 ) -> T:
-    """Poll ``fetch`` (the run, its status, whether a node is running) until the signal
-    ``action`` has taken effect; returns the run. ``pr <verb> --wait`` blocks on this."""
+    """Read ``fetch`` (the run, its status, whether a node is running) until the signal
+    ``action`` has taken effect; returns the run. ``pr <verb> --wait`` blocks on this.
+
+    Between reads it calls ``pause`` with the seconds left (a :class:`changes.Follower`'s
+    ``wait``, woken by the run's next change), else sleeps ``interval``."""
     deadline = time.monotonic() + timeout
     while True:
         run, raw_status, node_running = fetch()
@@ -234,12 +247,16 @@ def wait_for_effect(
             status in (*TERMINAL, RunStatus.PAUSED, RunStatus.PAUSING) or node_running
         ):
             return run
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left < 0:
             raise CommandError(
                 f"Timed out after {timeout:g} s waiting for pipeline run {run_id} to {action} "
                 f"(it is {status})"
             )
-        time.sleep(interval)
+        if pause is not None:
+            pause(left)
+        else:
+            time.sleep(min(interval, left))
 
 
 class FollowTimeout(Exception):
@@ -260,7 +277,7 @@ def worker_notice(run: PipelineRun) -> str | None:
         return None
     from workers.presence import listening_workers
 
-    definition = engine.plans.get(run.pk).definition
+    definition = plans.get(run.pk).definition
     named: dict[str, bool] = {}  # each queue: whether a node names it (else the default)
     for node_id in ready:
         spec = definition.node(node_id)

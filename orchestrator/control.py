@@ -15,10 +15,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import dispatch, engine, events, mirror, runref
+from orchestrator import dispatch, events, mirror, runref, transitions
 from orchestrator.branches import dispatch_ready
 from orchestrator.errors import DispatchDeferred, RunNotFound, TransitionRefused, UsageError
 from orchestrator.models import NodeRun, PipelineRun, RunEvent
+from orchestrator.plans import plans
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, Outcome, RunStatus, transition
 
 VERBS = {Action.PAUSE: "pause", Action.CANCEL: "cancel", Action.RESUME: "resume"}
@@ -175,7 +176,8 @@ def _apply(
     if target == RunStatus.PAUSED:
         effect = RunEvent.PAUSED
     elif target == RunStatus.CANCELLED:
-        fields.update(engine.ended_fields(run.started_at, now))
+        # A cancelled run resumes from nowhere.
+        fields.update(transitions.ended_fields(run.started_at, now))
         effect = RunEvent.CANCELLED
     with transaction.atomic():
         if not PipelineRun.objects.filter(pk=run.pk, status=previous).update(**fields):
@@ -188,10 +190,10 @@ def _apply(
         mirrored = request
         if effect is not None:
             paused = effect == RunEvent.PAUSED
-            details = {"resume_from": engine.ready_nodes(run.pk)} if paused else {}
+            details = {"resume_from": transitions.ready_nodes(run.pk)} if paused else {}
             mirrored = events.record(run.pk, effect, **details)
         if target == RunStatus.CANCELLED:
-            engine.cancel_pending_nodes(run.pk, now)
+            transitions.cancel_pending_nodes(run.pk, now)
         handed: list[str] = []
         if target == RunStatus.RUNNING:
             # Resumed, or a pause withdrawn: every ready node is handed out, including those
@@ -218,14 +220,14 @@ def _message(run: PipelineRun, action: Action, previous: RunStatus, handed: list
     running = run.nodes_in(NodeStatus.RUNNING)
     if status == RunStatus.PAUSING:
         if not running:
-            ready = engine.ready_nodes(run.pk)
+            ready = transitions.ready_nodes(run.pk)
             return f"{head} is pausing: it will pause before {_node_names(ready)} starts."
         if len(running) > 1:
             return (
                 f"{head} is pausing: nodes {_names(running)} are running; the run will pause "
                 "once they have ended."
             )
-        successors = engine.plans.get(run.pk).definition.node(running[0]).successors
+        successors = plans.get(run.pk).definition.node(running[0]).successors
         if not successors:
             return (
                 f"{head} is pausing: node '{running[0]}' is running and is the last node, "
@@ -278,4 +280,4 @@ def interrupt(ref: str | int) -> None:
     NodeRun.objects.filter(run_id=run.pk, status=NodeStatus.RUNNING).update(
         status=NodeStatus.CANCELLED, finished_at=timezone.now(), error="Interrupted"
     )
-    engine.settle(run.pk)  # nothing runs any more: the run is cancelled
+    transitions.settle(run.pk)  # nothing runs any more: the run is cancelled

@@ -6,9 +6,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import conf, definitions
+from orchestrator import conf, definitions, statements
 from orchestrator.errors import OrchestratorError
-from orchestrator.models import PipelineRun
 
 
 @dataclass(frozen=True)
@@ -34,11 +33,7 @@ class _PlanCache:
         if plan is not None:
             self._plans.move_to_end(run_id)
             return plan
-        row = (
-            PipelineRun.objects.filter(pk=run_id)
-            .values("config", "pipeline_name", "payload", "source", "environment", "trace_id")
-            .first()
-        )
+        row = statements.plan_row(run_id)
         if row is None:
             raise OrchestratorError(f"Pipeline run not found: {run_id}")
         plan = RunPlan(
@@ -46,7 +41,7 @@ class _PlanCache:
             payload=row["payload"],
             source=row["source"],
             environment=row["environment"],
-            trace_id=str(row["trace_id"]),
+            trace_id=row["trace_id"],
         )
         self.put(run_id, plan)
         return plan

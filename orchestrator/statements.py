@@ -8,18 +8,27 @@ Joins are counted in the successor's own row (:func:`orchestrator.graph.arrive`,
 statement that records a predecessor's end decrements the join's ``awaiting``, and the one that
 takes it to zero makes it QUEUED; row locks (PostgreSQL) or the write lock (SQLite) order two
 predecessors ending at once, so exactly one of them readies the join.
+
+On PostgreSQL a node costs one durable commit: the completion's. The claim commits without
+waiting for the WAL flush (see :data:`UNFLUSHED`) and announces the run's change to followers
+(:mod:`orchestrator.changes`) in the same statement. Both are prepared statements.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
+from orchestrator.changes import ANNOUNCE
 from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import Action, NodeStatus, RunStatus, advancing, sources_for, transition
 
@@ -96,6 +105,18 @@ SELECT (SELECT count(*) FROM ended), (SELECT status FROM r), arrived.*
 FROM (SELECT 1) AS one LEFT JOIN arrived ON true
 """
 
+#: Why the claim need not wait for the disk. PostgreSQL writes and flushes its WAL in order, so
+#: the completion's synchronous commit, which comes after the claim and before the next node's
+#: message is published, makes the claim durable too. Until then a database crash may forget
+#: the claim, and only the claim: the run still awaits this node, the message is still unacked
+#: (or recovery re-dispatches it), and the node runs again, which the at-least-once rule
+#: already allows. Nothing outside the database acts on the claim alone except the node itself.
+#: Any other session's synchronous commit made after the claim (a pause, say) flushes it too.
+#: Set inside the claim's own statement (which is its own transaction), it costs no round trip;
+#: ``true`` makes it local to that transaction, and PostgreSQL applies the setting in force
+#: when a transaction commits.
+UNFLUSHED = "set_config('synchronous_commit', 'off', true)"
+
 
 def _postgres() -> bool:
     return connection.vendor == "postgresql"
@@ -106,10 +127,66 @@ def one_statement_end() -> bool:
     return _postgres()
 
 
+@contextmanager
+def unflushed() -> Iterator[None]:
+    """A transaction whose commit does not wait for the WAL flush on PostgreSQL, for writes
+    whose loss in a database crash the at-least-once rules cover (see :data:`UNFLUSHED`)."""
+    with transaction.atomic():
+        if _postgres():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT {UNFLUSHED}")
+        yield
+
+
 def _fetchall(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _one_statement(sql: str, *, flush: bool) -> str:
+    """``sql`` (``WITH ... SELECT ...``) as one statement that also announces a change to run
+    ``%(run)s`` to its followers, and, without ``flush``, commits without waiting for the WAL
+    flush. The final SELECT's rows are kept: each added CTE yields exactly one row."""
+    ctes, select = sql.strip().removeprefix("WITH").rsplit("\nSELECT ", 1)
+    added = {"announced": ANNOUNCE} if flush else {"relaxed": UNFLUSHED, "announced": ANNOUNCE}
+    heads = "".join(f"{name} AS (SELECT {expr} AS done), " for name, expr in added.items())
+    return f"WITH {heads}{ctes.strip()}\nSELECT result.* FROM (SELECT {select}) AS result, " + (
+        ", ".join(added)
+    )
+
+
+#: psycopg's count of executions before it prepares a statement on its own: never, in effect.
+ONLY_WHEN_ASKED = 2**31 - 1
+
+
+def _fetch_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """PostgreSQL: run ``sql`` as a prepared statement, so that a connection parses and plans
+    it once rather than on every node (planning the claim costs more than running it)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:  # Django's default turns preparing off altogether;
+        raw.prepare_threshold = ONLY_WHEN_ASKED  # Django's own cursors never prepare anyway
+    with connection._prepare_cursor(_preparing_cursor()(raw)) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+@cache
+def _preparing_cursor() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        """Binds parameters on the server and prepares every statement it executes."""
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            done = super().execute(query, params, prepare=True)
+            # psycopg notes the query it sent only when it does not prepare it, and Django's
+            # query log (and the tests that count statements) reads it from there.
+            self._query = SimpleNamespace(query=str(query).encode())
+            return done
+
+    return PreparingCursor
 
 
 def _rowcount(sql: str, params: dict[str, Any]) -> int:
@@ -135,6 +212,13 @@ def _claim_sql(start: Action, postgres: bool) -> tuple[str, str]:
     return _CLAIM_RUN.format(target=target, sources=_statuses(sources)), _CLAIM_NODE.format(also="")
 
 
+@cache
+def claim_statement(start: Action, flush: bool) -> str:
+    """PostgreSQL's claim for ``start`` as one statement that announces the run's change and,
+    without ``flush``, commits without waiting for the WAL flush (see :data:`UNFLUSHED`)."""
+    return _one_statement(_claim_sql(start, True)[0], flush=flush)
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A claimed node run: its id, this attempt, how many predecessors reached it, and how many
@@ -144,6 +228,28 @@ class Claimed:
     attempt: int
     reached: int
     losses: int
+
+
+_PLAN = f"""
+SELECT config, pipeline_name, payload, source, environment, trace_id FROM {RUN}
+WHERE id = %(run)s
+"""
+_PLAN_FIELDS = ("config", "pipeline_name", "payload", "source", "environment", "trace_id")
+
+
+def plan_row(run_id: int) -> dict[str, Any] | None:
+    """What executing the run's nodes needs from its row (a worker reads it once per run): as
+    a prepared statement on PostgreSQL, since building the ORM query cost more than the read."""
+    params = {"run": run_id}
+    rows = _fetch_prepared(_PLAN, params) if _postgres() else _fetchall(_PLAN, params)
+    if not rows:
+        return None
+    fields = dict(zip(_PLAN_FIELDS, rows[0], strict=True))
+    for name in ("config", "payload"):  # JSON arrives as text from either database
+        if isinstance(fields[name], str):
+            fields[name] = json.loads(fields[name])
+    fields["trace_id"] = str(uuid.UUID(str(fields["trace_id"])))
+    return fields
 
 
 def claim(
@@ -171,7 +277,9 @@ def claim(
     }
     first, second = _claim_sql(start, _postgres())
     if _postgres():
-        row = _fetchall(first, params)[0]
+        # Inside a caller's transaction the caller's commit decides: nothing is relaxed.
+        flush = connection.in_atomic_block
+        row = _fetch_prepared(claim_statement(start, flush), params)[0]
         return bool(row[0]), Claimed(*row[1:5]) if row[1] is not None else None
     if not _rowcount(first, params):
         return False, None
@@ -260,8 +368,11 @@ def end_node(
             positions=[s[2] for s in successors],
             preds=[s[3] for s in successors],
         )
+        # Announced by the next node's claim, right after: a NOTIFY here would hold
+        # PostgreSQL's cluster-wide notification lock across this commit's WAL flush, one
+        # completion at a time. A run that does not advance is announced by its run event.
         sql, _ = _end_sql(start, True, 0)
-        rows = _fetchall(sql, params)
+        rows = _fetch_prepared(sql, params)
         arrivals = [(r[2], r[3], bool(r[4])) for r in rows if r[2] is not None]
         return Ended(bool(rows[0][0]), rows[0][1], arrivals)
     end, arrive = _end_sql(start, False, len(successors))

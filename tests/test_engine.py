@@ -152,3 +152,13 @@ def test_earlier_outputs_reach_later_nodes():
     assert run.status == RunStatus.COMPLETED
     summary = NodeRun.objects.get(run=run, node_id="ai").output["summary"]
     assert "DiskFull" in summary or "db-1" in summary
+
+
+def test_a_worker_reads_back_the_plan_a_run_was_queued_with():
+    definition = chain(*waits(2), name="planned")
+    run = engine.create_run(definition, payload={"host": "web-01", "n": [1, 2]}, source="grafana")
+    queued_with = engine.plans.get(run.pk)
+    engine.plans._plans.clear()  # another process: nothing cached
+    read = engine.plans.get(run.pk)
+    assert read == queued_with
+    assert (read.trace_id, read.definition.entry.next) == (str(run.trace_id), "w1")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
 
-from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter
-from orchestrator import catalog, definitions, diagrams, limits
+from orchestrator import definitions, limits
 from orchestrator.errors import DefinitionError
-from orchestrator.models import PipelineDefinition
+
+# What a verb needs is imported when it runs: `--help` is answered without Django set up.
+if TYPE_CHECKING:
+    from orchestrator.models import PipelineDefinition
 
 SAMPLES_DIR = Path(definitions.__file__).parent / "samples"
 
@@ -76,6 +78,9 @@ class Command(OrchestratorCommand):
         getattr(self, f"_{opts['verb']}")(opts)
 
     def _list(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineDefinition
+
         rows = list(
             PipelineDefinition.objects.order_by("name").values(
                 "name", "version", "is_active", "description", "updated_at"
@@ -100,6 +105,10 @@ class Command(OrchestratorCommand):
             )
         if opts["graph"] and opts["json"]:
             raise CommandError("Give --graph or --json, not both")
+        from commands import display
+        from orchestrator import diagrams
+        from orchestrator.models import PipelineDefinition
+
         if opts["config"]:
             data, label = definitions.load_file(opts["config"]), f"# {opts['config']}"
         else:
@@ -124,6 +133,9 @@ class Command(OrchestratorCommand):
         self.line(json.dumps(display.redacted_definition(data), indent=2, ensure_ascii=False))
 
     def _validate(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.models import PipelineDefinition
+
         target = opts["target"]
         stored = (
             None
@@ -163,6 +175,8 @@ class Command(OrchestratorCommand):
         self._report(outcomes, opts["json"])
 
     def _report(self, outcomes: list[tuple[PipelineDefinition, str]], as_json: bool) -> None:
+        from commands import display
+
         if as_json:
             rows = [
                 {"name": stored.name, "version": stored.version, "outcome": outcome}
@@ -184,6 +198,8 @@ def save_file(
 
     Returns the stored definition and what happened: ``created``, ``updated`` or ``unchanged``.
     """
+    from orchestrator import catalog
+
     data = definitions.load_file(path)
     if not (name or (isinstance(data, dict) and data.get("name"))):
         problems = definitions.validate(data)

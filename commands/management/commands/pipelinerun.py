@@ -7,18 +7,19 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from django.core.management.base import CommandError
 
-from commands import display
 from commands.base import OrchestratorCommand, RawHelpFormatter, number
-from commands.progress import FollowTimeout, Progress, executing_here, follow, wait_for_effect
-from orchestrator import clarifai, control, dispatch, mirror, runref
+from orchestrator import clarifai, runref
 from orchestrator.errors import ClarifaiError, RunNotFound, UsageError
-from orchestrator.models import NodeRun, PipelineRun
 from orchestrator.state import ALLOWED_WHEN, Action, NodeStatus, RunStatus
-from orchestrator.web.runs import runs_page
+
+# What a verb needs is imported when it runs: `--help` is answered without Django set up.
+if TYPE_CHECKING:
+    from commands.progress import Progress
+    from orchestrator.models import PipelineRun
 
 CLARIFAI_IDS = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
 VERBS = ("pause", "cancel", "resume", "list", "status", "watch", "monitor")
@@ -98,7 +99,8 @@ def add_follow_options(parser: argparse.ArgumentParser) -> None:
         dest="interval",
         type=number(0.01, 3600, unit=" s"),
         default=None,
-        help="Seconds between polls (default: 0.2 for a local run, 10 for a Clarifai run).",
+        help="Seconds between polls (default: 0.2 for a local run, 10 for a Clarifai run); "
+        "a local run on PostgreSQL is re-read when a change is announced, not polled.",
     )
     parser.add_argument(
         "--timeout",
@@ -202,6 +204,8 @@ class Command(OrchestratorCommand):
 
     def _find(self, opts: dict[str, Any], ref: str) -> PipelineRun | None:
         """The local run ``ref`` names (None: none here), after checking the Clarifai flags."""
+        from orchestrator import control
+
         for name in CLARIFAI_IDS:
             if opts[name] is not None and (problem := runref.clarifai_id_problem(opts[name])):
                 raise UsageError(f"--{name} {problem}")
@@ -230,6 +234,9 @@ class Command(OrchestratorCommand):
     # --- pause / cancel / resume ------------------------------------------------------------
 
     def _control(self, action: Action, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator import control, dispatch
+
         ref = opts["run_id"] if opts["run_id"] is not None else opts["pipeline_version_run_id"]
         if ref is None:
             raise CommandError(
@@ -261,6 +268,11 @@ class Command(OrchestratorCommand):
 
     def _resume_inline(self, run_id: int, link: dict[str, str], opts: dict[str, Any]) -> None:
         """No broker: say the run resumed, then run the rest here and end with the result."""
+        from commands import display
+        from commands.progress import Progress, executing_here
+        from orchestrator import control, dispatch
+        from orchestrator.models import PipelineRun
+
         dispatcher = dispatch.get()
         progress = Progress(sys.stderr, enabled=not opts["json"])
         with executing_here(run_id, progress, opts["json"]):
@@ -279,15 +291,23 @@ class Command(OrchestratorCommand):
             raise CommandError(error)
 
     def _wait(self, run_id: int, action: Action, timeout: float) -> PipelineRun:
+        from commands.progress import wait_for_effect
+        from orchestrator import changes
+        from orchestrator.models import NodeRun, PipelineRun
+
         def fetch() -> tuple[PipelineRun, str, bool]:
             run = PipelineRun.objects.get(pk=run_id)
             running = NodeRun.objects.filter(run_id=run_id, status=NodeStatus.RUNNING).exists()
             return run, run.status, running
 
-        return wait_for_effect(run_id, action, timeout, fetch)
+        # Re-read when the run's change is announced (PostgreSQL), else every 0.1 s.
+        with changes.Follower(run_id, interval=0.1) as follower:
+            return wait_for_effect(run_id, action, timeout, fetch, pause=follower.wait)
 
     def _control_remote(self, action: Action, ref: str, opts: dict[str, Any]) -> None:
         """No local run: patch the Clarifai pipeline version run directly, like `clarifai pr`."""
+        from commands import display
+
         resolved = self._clarifai_ids(ref, opts)
         clarifai.patch_run_status(resolved, clarifai.STATUS_CODES[str(action)])
         done = {Action.PAUSE: "paused", Action.CANCEL: "cancelled", Action.RESUME: "resumed"}[
@@ -311,6 +331,9 @@ class Command(OrchestratorCommand):
     # --- list / status / watch ----------------------------------------------------------------
 
     def _list(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator.web.runs import runs_page
+
         found = runs_page(
             status=opts["status"],
             definition=opts["definition"],
@@ -333,6 +356,9 @@ class Command(OrchestratorCommand):
         self.lines(display.run_list_lines(found.rows, found.page, next_page))
 
     def _status(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from orchestrator import control, mirror
+
         run = control.get_run(opts["run_id"], opts["scope"])
         if opts["json"]:
             data = display.run_as_dict(run, events=True)
@@ -343,6 +369,9 @@ class Command(OrchestratorCommand):
         self.lines(display.status_lines(run))
 
     def _watch(self, opts: dict[str, Any]) -> None:
+        from commands import display
+        from commands.progress import FollowTimeout, Progress, follow
+
         run = self._find(opts, opts["run_id"])
         with ExitStack() as stack:
             log = None
@@ -378,6 +407,9 @@ class Command(OrchestratorCommand):
 
     def _stopped(self, run: PipelineRun, opts: dict[str, Any], what: str) -> None:
         """Following stopped with the run going on: say so (not an error), and how to go on."""
+        from commands import display
+        from orchestrator.models import PipelineRun
+
         run = PipelineRun.objects.get(pk=run.pk)
         if opts["json"]:
             self.line(display.dumps(display.run_as_dict(run)))
@@ -387,6 +419,8 @@ class Command(OrchestratorCommand):
 
     def _monitor_remote(self, ref: str, opts: dict[str, Any], progress: Progress) -> None:
         """A Clarifai run with no local record: poll GetPipelineVersionRun until it ends."""
+        from commands import display
+
         ids = self._clarifai_ids(ref, opts)
         interval = opts["interval"] if opts["interval"] is not None else 10.0
         started = time.monotonic()

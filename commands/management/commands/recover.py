@@ -7,9 +7,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from commands import display
 from commands.base import OrchestratorCommand
-from orchestrator import recovery
 
 
 class Command(OrchestratorCommand):
@@ -43,6 +41,9 @@ class Command(OrchestratorCommand):
         )
 
     def run(self, **opts: Any) -> None:
+        from commands import display
+        from orchestrator import recovery
+
         report = recovery.recover_under_lease(opts["wait"], opts["redispatch_after"])
         if report is None:
             raise CommandError(

@@ -5,27 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
 
-from commands import display
 from commands.base import OrchestratorCommand
-from commands.progress import Progress, executing_here, follow
-from orchestrator import (
-    builtin,
-    catalog,
-    clarifai,
-    definitions,
-    dispatch,
-    engine,
-    limits,
-    payloads,
-    runref,
-)
+from orchestrator import builtin, clarifai, definitions, limits, payloads, runref
 from orchestrator.errors import DefinitionError, UsageError
-from orchestrator.models import PipelineRun
 from orchestrator.state import RunStatus
+
+# What running needs is imported when it runs: `--help` is answered without Django set up.
+if TYPE_CHECKING:
+    from commands.progress import Progress
+    from orchestrator.engine import ClarifaiLink
+    from orchestrator.models import PipelineRun
 
 EXAMPLES = """\
 examples:
@@ -96,6 +89,11 @@ class Command(OrchestratorCommand):
             link.add_argument(f"--{name}", help="Default: config-lock.yaml in this directory.")
 
     def run(self, **opts: Any) -> None:
+        from commands import display
+        from commands.progress import Progress, executing_here
+        from orchestrator import dispatch, engine
+        from orchestrator.models import PipelineRun
+
         if opts["definition"] and opts["config"]:
             raise CommandError("Cannot specify both --definition and --config")
         check_options(opts)
@@ -146,6 +144,8 @@ class Command(OrchestratorCommand):
         self._show(PipelineRun.objects.get(pk=run.pk), opts["json"])
 
     def _definition(self, opts: dict[str, Any]) -> tuple[definitions.Definition, Any, str]:
+        from orchestrator import catalog
+
         try:
             if opts["definition"]:
                 definition, stored = catalog.runnable(opts["definition"])
@@ -163,7 +163,9 @@ class Command(OrchestratorCommand):
         except DefinitionError as exc:
             raise CommandError(str(exc)) from exc
 
-    def _link(self, opts: dict[str, Any]) -> engine.ClarifaiLink | None:
+    def _link(self, opts: dict[str, Any]) -> ClarifaiLink | None:
+        from orchestrator import engine
+
         if not opts["pipeline_version_run_id"]:
             return None
         ids = clarifai.resolve_ids(
@@ -182,6 +184,10 @@ class Command(OrchestratorCommand):
         )
 
     def _queue(self, run: PipelineRun, progress: Progress, opts: dict[str, Any]) -> None:
+        from commands import display
+        from commands.progress import follow
+        from orchestrator import engine
+
         try:
             engine.dispatch_run(run)
         except Exception as exc:  # the broker went away between the check and the send
@@ -209,6 +215,9 @@ class Command(OrchestratorCommand):
             raise StoppedFollowing(run.pk) from None
 
     def _stopped(self, run: PipelineRun, as_json: bool) -> None:
+        from commands import display
+        from orchestrator.models import PipelineRun
+
         run = PipelineRun.objects.get(pk=run.pk)
         if as_json:
             self.line(display.dumps(display.run_as_dict(run)))
@@ -220,6 +229,8 @@ class Command(OrchestratorCommand):
         sys.stderr.flush()
 
     def _show(self, run: PipelineRun, as_json: bool) -> None:
+        from commands import display
+
         if as_json:
             self.line(display.dumps(display.run_as_dict(run)))
         else:
