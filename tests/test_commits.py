@@ -73,16 +73,16 @@ def test_a_node_boundary_costs_one_synchronous_commit_and_one_unflushed():
     ten, twenty = _commits_of_run(10), _commits_of_run(20)
     per_node = {kind: (twenty[kind] - ten[kind]) / 10 for kind in ten}
     assert per_node == {"synchronous": 1, "unflushed": 1}
-    # The whole run: creating it and completing the last node are synchronous; every other
-    # node's completion too; every claim is not.
-    assert ten == {"synchronous": 1 + 10, "unflushed": 10}
+    # The whole run: creating it, every node's end and, once the last has ended, the run's
+    # completion are synchronous; every claim is not.
+    assert ten == {"synchronous": 1 + 10 + 1, "unflushed": 10}
 
 
 def _setting_in(cte: str, *, flush: bool) -> tuple:
     """synchronous_commit as seen inside a statement built like the hot path's, once ``cte``
     (one of those it adds) has been evaluated."""
     probe = f"WITH probe AS (SELECT 1)\nSELECT current_setting('synchronous_commit') FROM {cte}"
-    return statements._fetch_prepared(statements._one_statement(probe, flush=flush), {"run": 1})
+    return statements._fetch_prepared(statements._one_statement(probe, flush=flush), {"run": 1})[0]
 
 
 def test_the_claim_commits_unflushed_and_the_completion_synchronously():

@@ -161,4 +161,4 @@ def test_a_worker_reads_back_the_plan_a_run_was_queued_with():
     engine.plans._plans.clear()  # another process: nothing cached
     read = engine.plans.get(run.pk)
     assert read == queued_with
-    assert (read.trace_id, read.definition.entry.next) == (str(run.trace_id), "w1")
+    assert (read.trace_id, read.definition.entry.successors) == (str(run.trace_id), ("w1",))
