@@ -80,16 +80,11 @@ class BackgroundDispatcher:
                 self._jobs.task_done()
 
     def _execute(self, job: Job) -> None:
-        from orchestrator import engine, mirror
+        from orchestrator.dispatch import run_job
 
-        kind, run_id, target, countdown = job
+        kind, run_id = job[0], job[1]
         try:
-            if countdown:
-                time.sleep(countdown)
-            if kind == "node":
-                engine.execute_node(run_id, str(target))
-            else:
-                mirror.deliver_with_retries(run_id, int(target))  # type: ignore[arg-type]
+            run_job(*job)
         except Exception:  # a failure outside any node (the database went away): log, go on
             logger.exception("Background %s job for run %s failed", kind, run_id)
         finally:

@@ -80,21 +80,25 @@ class InlineDispatcher:
     def _drain(self) -> None:
         if self._draining:
             return
-        from orchestrator import engine, mirror
-
         self._draining = True
         try:
             while self._queue:
-                kind, run_id, target, countdown = self._queue.popleft()
-                if countdown:
-                    time.sleep(countdown)
-                if kind == "node":
-                    engine.execute_node(run_id, str(target))
-                else:
-                    mirror.deliver_with_retries(run_id, int(target))  # type: ignore[arg-type]
+                run_job(*self._queue.popleft())
         finally:
             self._draining = False
             self._queue.clear()
+
+
+def run_job(kind: str, run_id: int, target: object, countdown: float) -> None:
+    """Execute one piece of work handed over in this process: a node, or a mirror delivery."""
+    from orchestrator import engine, mirror
+
+    if countdown:
+        time.sleep(countdown)
+    if kind == "node":
+        engine.execute_node(run_id, str(target))
+    else:
+        mirror.deliver_with_retries(run_id, int(target))  # type: ignore[call-overload]
 
 
 @cache
